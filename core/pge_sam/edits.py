@@ -1,0 +1,78 @@
+"""Writing one object's mask into the caller's label buffer, and undoing it, without losing labels.
+
+Write rule for object ``label`` on a slice: voxels in the new mask become
+``label``; voxels that were ``label`` but are no longer in the mask become 0;
+voxels of *other* labels are never changed unless ``overwrite`` is true.
+Undo restores a voxel only if it still holds the value this edit wrote, so
+edits made to the buffer in between are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import mask_bbox
+from .prompts import SlicePrompts
+
+
+@dataclass
+class SliceEdit:
+    """What one write changed on slice ``index`` along ``axis``.
+
+    ``rows``/``cols``: the slice-pixel box of changed voxels; ``before`` and
+    ``after``: label values in that box (same shape). ``prompts_before`` and
+    ``logits_before``: the object's prompts and previous logits on that slice
+    before the write (restored by undo).
+    """
+
+    axis: int
+    index: int
+    rows: slice | None
+    cols: slice | None
+    before: np.ndarray | None
+    after: np.ndarray | None
+    prompts_before: SlicePrompts | None
+    logits_before: object
+
+    @property
+    def voxels(self) -> int:
+        return 0 if self.before is None else int((self.before != self.after).sum())
+
+
+def write_mask(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool) -> tuple[slice, slice] | None:
+    """Apply the write rule to a 2D label ``view`` (modified in place); returns the changed box or ``None``.
+
+    ``view``: (H, W) integer array (a view into the caller's buffer);
+    ``mask``: (H, W) bool.
+    """
+    current = view == label
+    target = np.where(current & ~mask, 0, view)
+    paint = mask if overwrite else (mask & ((view == 0) | current))
+    target = np.where(paint, label, target).astype(view.dtype, copy=False)
+    changed = target != view
+    box = mask_bbox(changed)
+    if box is not None:
+        view[box] = target[box]
+    return box
+
+
+def record(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool, axis: int, index: int,
+           prompts_before: SlicePrompts | None, logits_before) -> SliceEdit:
+    """:func:`write_mask` plus what undo needs."""
+    before_full = view.copy()
+    box = write_mask(view, mask, label, overwrite)
+    if box is None:
+        return SliceEdit(axis, index, None, None, None, None, prompts_before, logits_before)
+    return SliceEdit(axis, index, box[0], box[1], before_full[box].copy(), view[box].copy(), prompts_before, logits_before)
+
+
+def revert(view: np.ndarray, edit: SliceEdit) -> int:
+    """Undo ``edit`` on its slice ``view`` where the buffer still holds what the edit wrote; returns voxels restored."""
+    if edit.before is None:
+        return 0
+    region = view[edit.rows, edit.cols]
+    mine = (region == edit.after) & (edit.before != edit.after)
+    region[mine] = edit.before[mine]
+    return int(mine.sum())

@@ -1,0 +1,119 @@
+"""The model contract shared by every variant: an expensive ``encode`` and a cheap ``decode``.
+
+A variant is an ``nn.Module`` that owns a frozen segment-anything ``Sam`` and
+optional extra modules:
+
+* ``encode(images)`` runs the image encoder once per slice and returns every
+  prompt-independent tensor the variant needs (cached per slice);
+* ``decode(features, prompts)`` runs per click.
+
+``forward`` is not used; no method here is decorated with ``no_grad`` so that
+training code can call the sub-modules directly (the predictor adds
+``inference_mode``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .backbones import BackboneSpec
+
+
+@dataclass
+class PromptBatch:
+    """Prompts for one image in the model's input frame (after resize-longest-side).
+
+    ``coords``: (1, N, 2) float, (x, y) = (col, row) pixels; ``labels``: (1, N)
+    int (1 positive, 0 negative, -1 padding); ``box``: (1, 4) float x0, y0, x1,
+    y1 or ``None``; ``mask_input``: (1, 1, L, L) previous low-res logits with
+    L = 4 * embedding side, or ``None``.
+    """
+
+    coords: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    box: torch.Tensor | None = None
+    mask_input: torch.Tensor | None = None
+
+    @property
+    def points(self):
+        return None if self.coords is None else (self.coords, self.labels)
+
+
+class SegmentationModel(nn.Module):
+    """Plain SAM: the base of every variant.
+
+    ``sam``: a ``segment_anything.modeling.Sam``; ``spec``: its sizes;
+    ``name``: the registry name (e.g. ``"sam_tiny"``).
+    """
+
+    variant = "sam"
+
+    def __init__(self, sam, spec: BackboneSpec, name: str) -> None:
+        super().__init__()
+        self.sam = sam
+        self.spec = spec
+        self.name = name
+        self._fingerprint: str | None = None
+        self.weights_source = "random init"
+        for p in self.sam.parameters():
+            p.requires_grad_(False)
+
+    # -- per slice ---------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode a batch of preprocessed images.
+
+        ``images``: (B, 3, S, S) float, already normalised and padded by
+        ``sam.preprocess`` (S = ``spec.img_size``). Returns ``{"embedding":
+        (B, C, h, w)}`` plus variant extras, each with leading batch dim B.
+        """
+        return {"embedding": self.sam.image_encoder(images)}
+
+    # -- per click -----------------------------------------------------------
+    def decode(
+        self, features: dict[str, torch.Tensor], prompts: PromptBatch, multimask: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res mask logits (1, M, L, L) and IoU predictions (1, M); M = 3 if ``multimask`` else 1."""
+        return self._sam_decode(features["embedding"], prompts, multimask)
+
+    def _sam_decode(self, embedding: torch.Tensor, prompts: PromptBatch, multimask: bool):
+        sparse, dense = self.sam.prompt_encoder(points=prompts.points, boxes=prompts.box, masks=prompts.mask_input)
+        return self.sam.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+
+    # -- identity ------------------------------------------------------------
+    def extra_state_names(self) -> tuple[str, ...]:
+        """Names of the variant's cached per-slice tensors beyond ``embedding``."""
+        return ()
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters a variant trains on top of the frozen SAM (none for plain SAM)."""
+        return []
+
+    def fingerprint(self) -> str:
+        """Hash of every parameter and buffer (hex, 16 chars), cached until :meth:`weights_changed`."""
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=8)
+            for name, t in sorted(self.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def weights_changed(self, source: str | None = None) -> None:
+        """Call after loading or training weights: the fingerprint (part of cache keys) is recomputed."""
+        self._fingerprint = None
+        if source is not None:
+            self.weights_source = source
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sam.parameters()).device

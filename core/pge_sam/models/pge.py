@@ -1,0 +1,159 @@
+"""PGE-SAM: prompt-guided enhancement of SAM's image embedding.
+
+Per slice (prompt-independent, cached): ``embedding`` F (B, C, h, w) and
+``early_proj`` L = MSFI(early feature) (B, c_l, h, w).
+
+Per click: the Prompt Guidance Generator (PGG) turns positive/negative click
+maps, a box map and ``sigmoid(previous low-res logits)`` — all on the decoder's
+(4h, 4w) grid — into guidance ``g`` at (h, w); ``g`` gives a spatial gate A
+and FiLM scale/shift for the restoration blocks R over ``concat(F, L)``.
+The enhanced embedding ``F' = F + A * R(F, L)`` replaces F in SAM's frozen mask
+decoder. R's last conv is zero-initialised, so an untrained PGE-SAM is SAM.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .backbones import BackboneSpec
+from .base import PromptBatch, SegmentationModel
+
+
+def _ln2d(channels: int):
+    from segment_anything.modeling.common import LayerNorm2d
+
+    return LayerNorm2d(channels)
+
+
+class PromptGuidanceGenerator(nn.Module):
+    """(B, 4, 4h, 4w) guidance maps -> gate (B, 1, h, w) and FiLM terms (B, n_blocks, 2, c_r, h, w)."""
+
+    def __init__(self, guide_dim: int, restore_dim: int, n_blocks: int) -> None:
+        super().__init__()
+        self.n_blocks, self.restore_dim = n_blocks, restore_dim
+        half = guide_dim // 2
+        self.stem = nn.Sequential(
+            nn.Conv2d(4, half // 2, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(half // 2, half, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(half, guide_dim, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.gate = nn.Conv2d(guide_dim, 1, 1)
+        self.film = nn.Conv2d(guide_dim, n_blocks * 2 * restore_dim, 1)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, maps: torch.Tensor):
+        g = self.stem(maps)
+        gate = torch.sigmoid(self.gate(g))
+        b, _, h, w = g.shape
+        film = self.film(g).view(b, self.n_blocks, 2, self.restore_dim, h, w)
+        return gate, film
+
+
+class RestorationBlock(nn.Module):
+    """Residual block: LayerNorm2d -> FiLM -> depthwise 3x3 -> GELU -> pointwise 1x1."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = _ln2d(dim)
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pw = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        scale, shift = film[:, 0], film[:, 1]
+        y = self.norm(x) * (1 + scale) + shift
+        return x + self.pw(F.gelu(self.dw(y)))
+
+
+class PGEModules(nn.Module):
+    """The modules PGE-SAM adds to a backbone (MSFI projection, PGG, restoration R)."""
+
+    def __init__(self, spec: BackboneSpec, low_dim: int, guide_dim: int, restore_dim: int, n_blocks: int) -> None:
+        super().__init__()
+        self.msfi = nn.Sequential(nn.Conv2d(spec.embed_dim, low_dim, 1), _ln2d(low_dim), nn.GELU())
+        self.pgg = PromptGuidanceGenerator(guide_dim, restore_dim, n_blocks)
+        self.r_in = nn.Conv2d(spec.prompt_dim + low_dim, restore_dim, 1)
+        self.blocks = nn.ModuleList(RestorationBlock(restore_dim) for _ in range(n_blocks))
+        self.r_out = nn.Conv2d(restore_dim, spec.prompt_dim, 1)
+        nn.init.zeros_(self.r_out.weight)
+        nn.init.zeros_(self.r_out.bias)
+
+    def enhance(self, embedding: torch.Tensor, early_proj: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """F' = F + A * R(F, L). ``embedding`` (B, C, h, w), ``early_proj`` (B, c_l, h, w), ``maps`` (B, 4, 4h, 4w)."""
+        gate, film = self.pgg(maps.to(embedding.dtype))
+        x = self.r_in(torch.cat([embedding, early_proj.to(embedding.dtype)], dim=1))
+        for i, block in enumerate(self.blocks):
+            x = block(x, film[:, i])
+        return embedding + gate * self.r_out(x)
+
+
+def guidance_maps(prompts: PromptBatch, img_size: int, grid: int, device, sigma: float = 1.5) -> torch.Tensor:
+    """PGG input (1, 4, grid, grid): positive clicks, negative clicks, box, sigmoid(previous logits).
+
+    Click maps are Gaussians (``sigma`` in grid cells, peak 1, max over
+    clicks); coordinates are in the model's input frame and scaled to the grid.
+    """
+    maps = torch.zeros(1, 4, grid, grid, device=device)
+    scale = grid / img_size
+    axis = torch.arange(grid, device=device, dtype=torch.float32) + 0.5
+    if prompts.coords is not None:
+        xy = prompts.coords[0].float() * scale
+        labels = prompts.labels[0]
+        for channel, want in ((0, 1), (1, 0)):
+            sel = xy[labels == want]
+            if sel.numel():
+                dx = (axis[None, None, :] - sel[:, 0, None, None]) ** 2
+                dy = (axis[None, :, None] - sel[:, 1, None, None]) ** 2
+                maps[0, channel] = torch.exp(-(dx + dy) / (2 * sigma**2)).amax(dim=0)
+    if prompts.box is not None:
+        x0, y0, x1, y1 = (prompts.box[0].float() * scale).tolist()
+        inside_x = (axis >= x0) & (axis <= x1 + 1)
+        inside_y = (axis >= y0) & (axis <= y1 + 1)
+        maps[0, 2] = (inside_y[:, None] & inside_x[None, :]).float()
+    if prompts.mask_input is not None:
+        maps[0, 3] = torch.sigmoid(prompts.mask_input[0, 0].float())
+    return maps
+
+
+class PGESamModel(SegmentationModel):
+    """Frozen SAM + PGE modules (``pge``). See the module docstring."""
+
+    variant = "pge"
+
+    def __init__(self, sam, spec: BackboneSpec, name: str, low_dim: int, guide_dim: int, restore_dim: int, n_blocks: int = 3) -> None:
+        super().__init__(sam, spec, name)
+        self.pge = PGEModules(spec, low_dim, guide_dim, restore_dim, n_blocks)
+
+    def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+        block = self.sam.image_encoder.blocks[self.spec.early_block]
+        handle = block.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            embedding = self.sam.image_encoder(images)
+        finally:
+            handle.remove()
+        early = captured[0].permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
+        return {"embedding": embedding, "early_proj": self.pge.msfi(early)}
+
+    def decode(self, features, prompts: PromptBatch, multimask: bool):
+        maps = guidance_maps(prompts, self.spec.img_size, self.spec.lowres_size, features["embedding"].device)
+        enhanced = self.pge.enhance(features["embedding"], features["early_proj"], maps)
+        return self._sam_decode(enhanced, prompts, multimask)
+
+    def extra_state_names(self) -> tuple[str, ...]:
+        return ("early_proj",)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.pge.parameters())
+
+
+def pge_sizes(spec: BackboneSpec) -> dict[str, int]:
+    """Channel sizes of the PGE modules for a backbone (c_l, guidance, c_r)."""
+    if spec.name == "tiny":
+        return {"low_dim": 32, "guide_dim": 32, "restore_dim": 64}
+    return {"low_dim": 64, "guide_dim": 64, "restore_dim": 128}

@@ -1,0 +1,164 @@
+"""Named models: ``sam_<backbone>`` and ``pge_sam_<backbone>`` for tiny, vit_b, vit_l, vit_h.
+
+``build_model(name)`` composes a model from plain builder functions and loads
+its weights:
+
+* ``sam_tiny`` / the base of ``pge_sam_tiny``: the shipped
+  ``pge_sam/weights/sam_tiny.safetensors``;
+* ``sam_vit_*``: the official checkpoint (``checkpoint=`` or the cache folder,
+  see :mod:`pge_sam.models.weights`);
+* PGE adapters: ``pge_sam/weights/pge_sam_tiny.safetensors`` (shipped) or
+  ``adapter=`` / ``<cache>/pge_sam_<backbone>_adapter.safetensors`` (trained
+  with ``pge-sam train``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..device import resolve_device
+from ..errors import InputError, MissingWeightsError, WeightsError
+from . import weights as W
+from .backbones import build_sam, get_backbone
+from .base import SegmentationModel
+from .pge import PGESamModel, pge_sizes
+
+VARIANTS = ("sam", "pge_sam")
+DEFAULT_MODEL = "pge_sam_tiny"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    variant: str
+    backbone: str
+
+
+def parse_name(name: str) -> ModelInfo:
+    for variant in ("pge_sam", "sam"):
+        prefix = variant + "_"
+        if name.startswith(prefix):
+            backbone = name[len(prefix):]
+            get_backbone(backbone)
+            return ModelInfo(name, variant, backbone)
+    raise InputError(f"unknown model {name!r}; choose one of {model_names()}")
+
+
+def model_names() -> list[str]:
+    return [f"{v}_{b}" for v in VARIANTS for b in ("tiny", "vit_b", "vit_l", "vit_h")]
+
+
+def shipped_path(name: str) -> Path:
+    return W.SHIPPED_DIR / f"{name}.safetensors"
+
+
+def adapter_path(backbone: str) -> Path:
+    if backbone == "tiny":
+        return shipped_path("pge_sam_tiny")
+    return W.cache_dir() / f"pge_sam_{backbone}_adapter.safetensors"
+
+
+def base_weights_path(backbone: str, checkpoint: str | Path | None = None) -> Path:
+    if checkpoint is not None:
+        return Path(checkpoint).expanduser()
+    return shipped_path("sam_tiny") if backbone == "tiny" else W.official_path(backbone)
+
+
+def build_model(
+    name: str = DEFAULT_MODEL,
+    checkpoint: str | Path | None = None,
+    adapter: str | Path | None = None,
+    device: str = "auto",
+    pretrained: bool = True,
+) -> SegmentationModel:
+    """Build a named model on ``device`` in eval mode.
+
+    ``checkpoint``: base SAM weights (official ``.pth`` or our safetensors);
+    ``adapter``: PGE weights; ``pretrained=False`` leaves everything randomly
+    initialised (tests, training from scratch). Missing files raise
+    :class:`MissingWeightsError` naming the file and the command to get it.
+    """
+    info = parse_name(name)
+    spec = get_backbone(info.backbone)
+    sam = build_sam(spec)
+    if info.variant == "sam":
+        model: SegmentationModel = SegmentationModel(sam, spec, name)
+    else:
+        model = PGESamModel(sam, spec, name, **pge_sizes(spec))
+    if pretrained:
+        load_base(model, base_weights_path(info.backbone, checkpoint))
+        if info.variant == "pge_sam":
+            load_adapter(model, Path(adapter).expanduser() if adapter else adapter_path(info.backbone))
+    return model.to(resolve_device(device)).eval()
+
+
+def load_base(model: SegmentationModel, path: Path) -> None:
+    """Load base SAM weights from an official ``.pth`` or a project safetensors file."""
+    backbone = model.spec.name
+    if not path.is_file():
+        if backbone == "tiny" and path == shipped_path("sam_tiny"):
+            raise MissingWeightsError(
+                f"the shipped tiny weights {path} are missing from this installation; reinstall pge-sam, "
+                "or train them with `pge-sam train base` and pass --checkpoint"
+            )
+        raise MissingWeightsError(W.missing_message(path, backbone))
+    if path.suffix == ".safetensors":
+        tensors, meta = W.read_safetensors(path)
+        check_meta(meta, path, kind="sam", backbone=backbone)
+        W.load_into(model.sam, tensors, path, f"sam_{backbone}")
+    else:
+        expected = W.OFFICIAL[backbone].sha256 if (backbone in W.OFFICIAL and path.name == W.OFFICIAL[backbone].filename) else None
+        W.load_sam_checkpoint(model.sam, path, f"sam_{backbone}", expected_sha256=expected)
+    model.weights_changed(str(path))
+
+
+def load_adapter(model: PGESamModel, path: Path) -> None:
+    """Load PGE module weights (safetensors written by :func:`save_adapter`)."""
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"PGE adapter weights {path} not found. Train them with `pge-sam train pge --backbone "
+            f"{model.spec.name}` (writes that file), pass --adapter PATH, or use the plain model "
+            f"sam_{model.spec.name}"
+        )
+    tensors, meta = W.read_safetensors(path)
+    check_meta(meta, path, kind="pge_adapter", backbone=model.spec.name)
+    W.load_into(model.pge, tensors, path, f"pge_sam_{model.spec.name} adapter")
+    model.weights_changed(f"{model.weights_source} + {path}")
+
+
+def check_meta(meta: dict, path: Path, kind: str, backbone: str) -> None:
+    if meta.get("kind") != kind:
+        raise WeightsError(f"{path} holds {meta.get('kind')!r} weights, but {kind!r} weights were expected")
+    if meta.get("backbone") != backbone:
+        raise WeightsError(
+            f"{path} was trained for backbone {meta.get('backbone')!r}, not {backbone!r}; "
+            "use the matching model name"
+        )
+
+
+def save_base(model: SegmentationModel, path: Path | str, meta: dict | None = None, half: bool = True) -> Path:
+    """Save the whole SAM of ``model`` as project safetensors (fp16 by default)."""
+    header = dict(meta or {}, kind="sam", backbone=model.spec.name)
+    return W.save_safetensors(model.sam.state_dict(), path, header, half=half)
+
+
+def save_adapter(model: PGESamModel, path: Path | str, meta: dict | None = None, half: bool = False) -> Path:
+    """Save only the PGE modules of ``model``."""
+    header = dict(meta or {}, kind="pge_adapter", backbone=model.spec.name)
+    return W.save_safetensors(model.pge.state_dict(), path, header, half=half)
+
+
+def list_models() -> list[dict]:
+    """One row per model: name, variant, backbone, base weights path + presence, adapter path + presence."""
+    rows = []
+    for name in model_names():
+        info = parse_name(name)
+        base = base_weights_path(info.backbone)
+        row = {"name": name, "variant": info.variant, "backbone": info.backbone,
+               "weights": str(base), "present": base.is_file()}
+        if info.variant == "pge_sam":
+            ad = adapter_path(info.backbone)
+            row.update(adapter=str(ad), present=row["present"] and ad.is_file())
+        rows.append(row)
+    return rows

@@ -1,0 +1,197 @@
+"""Predictor: one loaded model + its embedding cache; expensive ``encode`` vs cheap ``decode``.
+
+Several sessions can share one predictor (and so one cache). Encoding runs
+batched under bf16 autocast on CUDA; a background thread prefetches slices a
+session is likely to visit next. A lock serialises use of the model between
+the caller's thread and the prefetch thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .cache import CacheKey, DiskStore, EmbeddingCache, content_hash
+from .device import encoder_autocast, precision_for
+from .models.base import SegmentationModel
+from .progress import Progress, check_cancel, ensure
+from .prompts import InputTransform, SlicePrompts, to_batch
+
+SliceJob = Callable[[], tuple[np.ndarray, int, int]]  # -> (slice uint8 (H, W), axis, index)
+
+
+@dataclass
+class Prediction:
+    """Result of one decode on a slice of size (H, W).
+
+    ``mask``: (H, W) bool; ``logits``: (H, W) float32 mask logits at slice
+    resolution; ``low_res``: (1, 1, L, L) float32 tensor to feed back as the
+    next ``mask_input``; ``iou``: the model's IoU estimate of the chosen mask.
+    """
+
+    mask: np.ndarray
+    logits: np.ndarray
+    low_res: torch.Tensor
+    iou: float
+
+
+class Predictor:
+    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None, batch_size: int | None = None) -> None:
+        self.model = model.eval()
+        self.device = model.device
+        self.precision = precision_for(self.device)
+        self.cache = cache if cache is not None else EmbeddingCache.default_for(self.device)
+        self.cache.device = self.device
+        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 4)
+        self.encoder_calls = 0  # forward passes of the image encoder (batches)
+        self.encoded_slices = 0
+        self._lock = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._prefetch_generation = 0
+
+    # -- keys and preprocessing ---------------------------------------------------------------
+    def key(self, slice_u8: np.ndarray, axis: int, index: int) -> CacheKey:
+        spec = self.model.spec
+        return CacheKey(content_hash(slice_u8), int(axis), int(index), self.model.name, self.model.fingerprint(),
+                        spec.img_size, self.precision, self.model.extra_state_names())
+
+    def transform(self, original_size: tuple[int, int]) -> InputTransform:
+        return InputTransform(self.model.spec.img_size, tuple(original_size))
+
+    def preprocess(self, slices_u8: Sequence[np.ndarray]) -> torch.Tensor:
+        """(B, 3, S, S) float tensor on the device: resize-longest-side, SAM pixel normalisation, padding."""
+        batch = []
+        for s in slices_u8:
+            img = self.transform(s.shape).image(s)
+            t = torch.as_tensor(img, device=self.device).permute(2, 0, 1).contiguous()
+            batch.append(self.model.sam.preprocess(t[None].float())[0])
+        return torch.stack(batch)
+
+    # -- expensive verbs ----------------------------------------------------------------------------
+    def features(self, slice_u8: np.ndarray, axis: int = 0, index: int = 0, disk: DiskStore | None = None) -> dict:
+        """Cached per-slice tensors for an (H, W) uint8 slice (encodes on a miss).
+
+        ``disk``: a session's zarr store, read on a memory miss and written after encoding.
+        """
+        key = self.key(slice_u8, axis, index)
+        entry = self.cache.get(key, disk)
+        if entry is None:
+            entry = self._encode([slice_u8], [key], disk)[0]
+        return entry
+
+    def encode_many(self, jobs: Sequence[SliceJob], progress: Progress | None = None, disk: DiskStore | None = None) -> int:
+        """Encode every slice a job yields that is not cached, in batches; returns the number encoded.
+
+        ``progress.update`` is called per slice (cached ones included); cancellation
+        is checked between batches and raises :class:`~pge_sam.errors.Cancelled`.
+        """
+        progress = ensure(progress)
+        progress.start(len(jobs))
+        pending: list[tuple[np.ndarray, CacheKey]] = []
+        encoded = 0
+        for job in jobs:
+            check_cancel(progress, "precompute")
+            slice_u8, axis, index = job()
+            key = self.key(slice_u8, axis, index)
+            if self.cache.contains(key, disk):
+                progress.update(1)
+                continue
+            pending.append((slice_u8, key))
+            if len(pending) == self.batch_size:
+                self._encode(*zip(*pending), disk)
+                encoded += len(pending)
+                progress.update(len(pending))
+                pending = []
+        if pending:
+            check_cancel(progress, "precompute")
+            self._encode(*zip(*pending), disk)
+            encoded += len(pending)
+            progress.update(len(pending))
+        return encoded
+
+    def _encode(self, slices: Sequence[np.ndarray], keys: Sequence[CacheKey], disk: DiskStore | None = None) -> list[dict]:
+        with self._lock, torch.inference_mode():
+            images = self.preprocess(slices)
+            with encoder_autocast(self.device):
+                out = self.model.encode(images)
+            self.encoder_calls += 1
+            self.encoded_slices += len(slices)
+        store_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        entries = []
+        for i, key in enumerate(keys):
+            entry = {k: v[i].to(store_dtype).clone() for k, v in out.items()}
+            self.cache.put(key, entry, disk)
+            entries.append(entry)
+        return entries
+
+    # -- background prefetch --------------------------------------------------------------------
+    def prefetch(self, jobs: Sequence[SliceJob], disk: DiskStore | None = None) -> Future:
+        """Encode these slices in a background thread, one at a time; a newer call supersedes older ones."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pge-sam-prefetch")
+        self._prefetch_generation += 1
+        generation = self._prefetch_generation
+
+        def run() -> int:
+            done = 0
+            for job in jobs:
+                if generation != self._prefetch_generation:
+                    break
+                slice_u8, axis, index = job()
+                key = self.key(slice_u8, axis, index)
+                if not self.cache.contains(key, disk):
+                    self._encode([slice_u8], [key], disk)
+                    done += 1
+            return done
+
+        return self._executor.submit(run)
+
+    def close(self) -> None:
+        """Stop the prefetch thread (pending prefetches are dropped)."""
+        self._prefetch_generation += 1
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    # -- cheap verb ------------------------------------------------------------------------------------
+    def decode(self, features: dict, prompts: SlicePrompts, original_size: tuple[int, int],
+               mask_input: torch.Tensor | None = None, multimask: bool | None = None) -> Prediction:
+        """Decode one slice's prompts against its cached ``features``.
+
+        ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
+        ``multimask=None`` asks for three masks (keeping the best by predicted
+        IoU) only for a single point with no box and no previous mask, as SAM does.
+        """
+        if multimask is None:
+            multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
+        transform = self.transform(original_size)
+        with self._lock, torch.inference_mode():
+            feats = {k: v[None].float() for k, v in features.items()}
+            if mask_input is not None:
+                mask_input = mask_input.to(self.device, torch.float32)
+            batch = to_batch(prompts, transform, mask_input, self.device)
+            low_res, iou = self.model.decode(feats, batch, multimask)
+            best = int(torch.argmax(iou[0])) if multimask else 0
+            low_res = low_res[:, best : best + 1]
+            logits = self.model.sam.postprocess_masks(low_res, transform.input_size, tuple(original_size))
+        logits_np = logits[0, 0].float().cpu().numpy()
+        return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, low_res.float().clone(), float(iou[0, best]))
+
+
+_SHARED: "weakref.WeakKeyDictionary[SegmentationModel, Predictor]" = weakref.WeakKeyDictionary()
+
+
+def predictor_for(model_or_predictor) -> Predictor:
+    """The predictor shared by every session of a model (created on first use)."""
+    if isinstance(model_or_predictor, Predictor):
+        return model_or_predictor
+    pred = _SHARED.get(model_or_predictor)
+    if pred is None:
+        pred = _SHARED[model_or_predictor] = Predictor(model_or_predictor)
+    return pred
