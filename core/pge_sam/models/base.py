@@ -80,14 +80,29 @@ class SegmentationModel(nn.Module):
         return self._sam_decode(features["embedding"], prompts, multimask)
 
     def _sam_decode(self, embedding: torch.Tensor, prompts: PromptBatch, multimask: bool):
+        """SAM's prompt encoder + mask decoder.
+
+        ``embedding``: (B, C, h, w); the prompts hold B * K prompt sets in
+        image-major order (K per image). segment-anything's decoder pairs one
+        image with many prompt sets, so it runs once per image on that image's K sets.
+        """
         sparse, dense = self.sam.prompt_encoder(points=prompts.points, boxes=prompts.box, masks=prompts.mask_input)
-        return self.sam.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        pe = self.sam.prompt_encoder.get_dense_pe()
+        b = embedding.shape[0]
+        k = sparse.shape[0] // b
+        outs = [
+            self.sam.mask_decoder(
+                image_embeddings=embedding[i : i + 1],
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse[i * k : (i + 1) * k],
+                dense_prompt_embeddings=dense[i * k : (i + 1) * k],
+                multimask_output=multimask,
+            )
+            for i in range(b)
+        ]
+        if len(outs) == 1:
+            return outs[0]
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
     # -- identity ------------------------------------------------------------
     def extra_state_names(self) -> tuple[str, ...]:

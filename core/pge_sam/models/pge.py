@@ -92,31 +92,30 @@ class PGEModules(nn.Module):
         return embedding + gate * self.r_out(x)
 
 
-def guidance_maps(prompts: PromptBatch, img_size: int, grid: int, device, sigma: float = 1.5) -> torch.Tensor:
-    """PGG input (1, 4, grid, grid): positive clicks, negative clicks, box, sigmoid(previous logits).
+def guidance_maps(prompts: PromptBatch, img_size: int, grid: int, batch: int, device, sigma: float = 1.5) -> torch.Tensor:
+    """PGG input (B, 4, grid, grid): positive clicks, negative clicks, box, sigmoid(previous logits).
 
     Click maps are Gaussians (``sigma`` in grid cells, peak 1, max over
-    clicks); coordinates are in the model's input frame and scaled to the grid.
+    clicks; padding points with label -1 are ignored); coordinates are in the
+    model's input frame and scaled to the grid. Boxes are filled rectangles.
     """
-    maps = torch.zeros(1, 4, grid, grid, device=device)
+    maps = torch.zeros(batch, 4, grid, grid, device=device)
     scale = grid / img_size
     axis = torch.arange(grid, device=device, dtype=torch.float32) + 0.5
     if prompts.coords is not None:
-        xy = prompts.coords[0].float() * scale
-        labels = prompts.labels[0]
+        xy = prompts.coords.float() * scale  # (B, N, 2)
+        d2 = (axis[None, None, None, :] - xy[..., 0, None, None]) ** 2 + (axis[None, None, :, None] - xy[..., 1, None, None]) ** 2
+        g = torch.exp(-d2 / (2 * sigma**2))  # (B, N, grid, grid)
         for channel, want in ((0, 1), (1, 0)):
-            sel = xy[labels == want]
-            if sel.numel():
-                dx = (axis[None, None, :] - sel[:, 0, None, None]) ** 2
-                dy = (axis[None, :, None] - sel[:, 1, None, None]) ** 2
-                maps[0, channel] = torch.exp(-(dx + dy) / (2 * sigma**2)).amax(dim=0)
+            sel = (prompts.labels == want).float()[..., None, None]
+            maps[:, channel] = (g * sel).amax(dim=1)
     if prompts.box is not None:
-        x0, y0, x1, y1 = (prompts.box[0].float() * scale).tolist()
-        inside_x = (axis >= x0) & (axis <= x1 + 1)
-        inside_y = (axis >= y0) & (axis <= y1 + 1)
-        maps[0, 2] = (inside_y[:, None] & inside_x[None, :]).float()
+        box = prompts.box.float() * scale  # (B, 4)
+        inside_x = (axis[None, :] >= box[:, 0, None]) & (axis[None, :] <= box[:, 2, None] + 1)
+        inside_y = (axis[None, :] >= box[:, 1, None]) & (axis[None, :] <= box[:, 3, None] + 1)
+        maps[:, 2] = (inside_y[:, :, None] & inside_x[:, None, :]).float()
     if prompts.mask_input is not None:
-        maps[0, 3] = torch.sigmoid(prompts.mask_input[0, 0].float())
+        maps[:, 3] = torch.sigmoid(prompts.mask_input[:, 0].float())
     return maps
 
 
@@ -130,6 +129,11 @@ class PGESamModel(SegmentationModel):
         self.pge = PGEModules(spec, low_dim, guide_dim, restore_dim, n_blocks)
 
     def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        embedding, early = self.encode_backbone(images)
+        return {"embedding": embedding, "early_proj": self.pge.msfi(early)}
+
+    def encode_backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder pass: the neck embedding (B, C, h, w) and the early feature (B, D, h, w)."""
         captured: list[torch.Tensor] = []
         block = self.sam.image_encoder.blocks[self.spec.early_block]
         handle = block.register_forward_hook(lambda _m, _i, out: captured.append(out))
@@ -137,13 +141,27 @@ class PGESamModel(SegmentationModel):
             embedding = self.sam.image_encoder(images)
         finally:
             handle.remove()
-        early = captured[0].permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
-        return {"embedding": embedding, "early_proj": self.pge.msfi(early)}
+        return embedding, captured[0].permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
 
     def decode(self, features, prompts: PromptBatch, multimask: bool):
-        maps = guidance_maps(prompts, self.spec.img_size, self.spec.lowres_size, features["embedding"].device)
-        enhanced = self.pge.enhance(features["embedding"], features["early_proj"], maps)
-        return self._sam_decode(enhanced, prompts, multimask)
+        low_res, iou, _ = self.decode_with_embedding(features, prompts, multimask)
+        return low_res, iou
+
+    def decode_with_embedding(self, features, prompts: PromptBatch, multimask: bool):
+        """Like :meth:`decode`, also returning the enhanced embedding F' (T, C, h, w) (for the FRL).
+
+        With T = B * K prompt sets for B images, each image's features serve its
+        K prompt sets; the enhanced embedding is per prompt set.
+        """
+        embedding, early = features["embedding"], features["early_proj"]
+        n = (prompts.coords if prompts.coords is not None else prompts.box).shape[0]
+        if n != embedding.shape[0]:
+            k = n // embedding.shape[0]
+            embedding, early = embedding.repeat_interleave(k, 0), early.repeat_interleave(k, 0)
+        maps = guidance_maps(prompts, self.spec.img_size, self.spec.lowres_size, n, embedding.device)
+        enhanced = self.pge.enhance(embedding, early, maps)
+        low_res, iou = self._sam_decode(enhanced, prompts, multimask)
+        return low_res, iou, enhanced
 
     def extra_state_names(self) -> tuple[str, ...]:
         return ("early_proj",)

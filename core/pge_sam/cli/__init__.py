@@ -1,0 +1,49 @@
+"""The ``pge-sam`` command. Each subcommand lives in its own module and is imported only when run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import PgeSamError
+
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS = {
+    "segment": ("pge_sam.cli.segment", "segment an image or volume from points/boxes, headless"),
+    "models": ("pge_sam.cli.admin", "list the models and which weights are present"),
+    "weights": ("pge_sam.cli.admin", "download official SAM checkpoints (explicit, with sha256 check)"),
+    "train": ("pge_sam.cli.train", "train the base SAM or PGE adapters (resumable)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="pge-sam", description="Interactive Segment-Anything segmentation that stays accurate on degraded scans.")
+    parser.add_argument("--version", action="version", version=f"pge-sam {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        getattr(mod, f"add_{name}_arguments", getattr(mod, "add_arguments", None))(p)
+        p.set_defaults(_module=module, _run=f"run_{name}" if hasattr(mod, f"run_{name}") else "run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(importlib.import_module(args._module), args._run)
+    try:
+        return int(run(args) or 0)
+    except PgeSamError as err:
+        print(f"pge-sam {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"pge-sam {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

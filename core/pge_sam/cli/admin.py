@@ -1,0 +1,47 @@
+"""``pge-sam models`` and ``pge-sam weights fetch NAME``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_models_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run_models(args) -> int:
+    import json
+
+    from ..models.registry import DEFAULT_MODEL, list_models
+
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<16} {'backbone':<7} {'weights':<8} where")
+    for r in rows:
+        where = r["weights"] + (f" + {r['adapter']}" if "adapter" in r else "")
+        mark = " (default)" if r["name"] == DEFAULT_MODEL else ""
+        print(f"{r['name']:<16} {r['backbone']:<7} {'present' if r['present'] else 'missing':<8} {where}{mark}")
+    print("\nGet official checkpoints with `pge-sam weights fetch vit_b` (or vit_l, vit_h).")
+    return 0
+
+
+def add_weights_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    fetch = sub.add_parser("fetch", help="download and verify an official SAM checkpoint")
+    fetch.add_argument("name", help="vit_b, vit_l or vit_h (or sam_vit_b, pge_sam_vit_b, ...)")
+    fetch.add_argument("--dir", default=None, help="target folder (default: $PGE_SAM_CACHE_DIR or the OS cache)")
+    sub.add_parser("dir", help="print the folder where checkpoints are kept")
+
+
+def run_weights(args) -> int:
+    from ..models import weights as W
+
+    if args.weights_command == "dir":
+        print(W.cache_dir())
+        return 0
+    backbone = args.name.removeprefix("pge_sam_").removeprefix("sam_")
+    path = W.fetch_official(backbone, args.dir)
+    print(f"{path} (sha256 verified)")
+    return 0

@@ -1,0 +1,41 @@
+"""``pge-sam train base|pge [--config YAML] [overrides]``: run or resume a training run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stage", choices=["base", "pge"], help="base: a whole SAM from scratch; pge: PGE adapters on a frozen base")
+    p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (see configs/)")
+    p.add_argument("--backbone", default=None, help="tiny (default), vit_b, vit_l or vit_h")
+    p.add_argument("--out", dest="out_dir", default=None, help="run folder (checkpoints, metrics.csv, exported weights)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--frl", choices=["foreground", "global", "none"], default=None, help="reconstruction loss (pge stage)")
+    p.add_argument("--base-weights", dest="base_weights", default=None, help="base SAM weights for the pge stage")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--plot", action="store_true", help="also write loss curves (loss.png) into the run folder")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..train.config import TrainConfig
+    from ..train.loop import plot_metrics, train
+
+    overrides = {k: getattr(args, k) for k in ("backbone", "out_dir", "steps", "batch_size", "lr", "frl",
+                                               "base_weights", "device", "threads", "seed")}
+    overrides["stage"] = args.stage
+    if args.config:
+        cfg = TrainConfig.from_yaml(args.config, **overrides)
+    else:
+        cfg = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    path = train(cfg)
+    print(f"exported {path}")
+    if args.plot:
+        print(f"wrote {plot_metrics(Path(cfg.out_dir) / 'metrics.csv', Path(cfg.out_dir) / 'loss.png')}")
+    return 0

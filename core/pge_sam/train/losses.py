@@ -1,0 +1,57 @@
+"""Training losses: SAM-style segmentation loss and the Foreground Reconstruction Loss (FRL)."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Sigmoid focal loss averaged over pixels; ``logits``/``target``: (B, M, H, W) -> (B, M)."""
+    prob = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = prob * target + (1 - prob) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.flatten(2).mean(-1)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss; ``logits``/``target``: (B, M, H, W) -> (B, M)."""
+    prob = torch.sigmoid(logits).flatten(2)
+    t = target.flatten(2)
+    inter = (prob * t).sum(-1)
+    return 1 - (2 * inter + eps) / (prob.sum(-1) + t.sum(-1) + eps)
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Hard IoU of ``logits > 0`` with ``target``: (B, M, H, W) -> (B, M)."""
+    pred = (logits > 0).flatten(2)
+    t = target.flatten(2) > 0.5
+    inter = (pred & t).sum(-1).float()
+    union = (pred | t).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor):
+    """``20 * focal + dice`` per mask, plus MSE of the IoU head; returns (seg (B, M), iou_mse (B, M), iou (B, M))."""
+    seg = 20.0 * focal_loss(logits, target) + dice_loss(logits, target)
+    with torch.no_grad():
+        true_iou = mask_iou(logits, target)
+    return seg, (iou_pred - true_iou) ** 2, true_iou
+
+
+def foreground_mask(gt: torch.Tensor, size: int) -> torch.Tensor:
+    """GT (B, 1, S, S) -> (B, 1, size, size) area-resized, nonzero cells dilated by one cell."""
+    area = F.adaptive_avg_pool2d(gt.float(), size)
+    return F.max_pool2d((area > 0).float(), 3, stride=1, padding=1)
+
+
+def reconstruction_loss(enhanced: torch.Tensor, clean: torch.Tensor, gt: torch.Tensor | None, eps: float = 1e-6) -> torch.Tensor:
+    """FRL = sum(M * (F' - F_clean)^2) / (C * sum(M) + eps); ``gt=None`` gives the global-MSE ablation (M = 1).
+
+    ``enhanced``/``clean``: (B, C, h, w); ``gt``: (B, 1, S, S) ground truth at input resolution.
+    """
+    b, c, h, w = enhanced.shape
+    m = torch.ones(b, 1, h, w, device=enhanced.device) if gt is None else foreground_mask(gt, h)
+    return (m * (enhanced.float() - clean.float()) ** 2).sum() / (c * m.sum() + eps)

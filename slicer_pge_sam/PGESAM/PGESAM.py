@@ -1,0 +1,363 @@
+"""PGE-SAM for 3D Slicer: click-based Segment-Anything segmentation written into a segmentation node.
+
+This file is the module's entry point (Module and Widget classes). It imports
+``slicer``, ``qt`` and ``vtk`` and runs inside Slicer only. Layers:
+
+* ``PGESAMSlicerLib.logic``: ``PGESAMParameterNode`` and ``PGESAMLogic`` (MRML
+  nodes -> core session calls -> changed region written into the segment);
+* ``PGESAMSlicerLib.moduleTest``: ``PGESAMTest``, the in-Slicer tests;
+* ``PGESAMLib``: pure numpy geometry, region, dependency and progress helpers,
+  tested outside Slicer.
+
+The ``pge_sam`` core (and torch) is imported only when a session starts, so the
+module loads before its dependencies are installed. Long work (precompute,
+propagate) runs on the main thread, with events processed on every progress
+update so the bar repaints and Cancel works; MRML is not thread-safe.
+"""
+
+import logging
+import traceback
+
+import qt
+import vtk
+
+import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
+
+from PGESAMLib import SHORTCUTS, deps, geometry, shortcut_hint
+from PGESAMLib.progress import ProgressRelay
+from PGESAMSlicerLib.logic import EXCLUDE_COLOR, INCLUDE_COLOR, PGESAMLogic, PGESAMParameterNode  # noqa: F401
+from PGESAMSlicerLib.moduleTest import PGESAMTest  # noqa: F401  (Slicer looks up <Module>Test in this module)
+
+
+class PGESAM(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("PGE-SAM")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = ["Markups", "Segmentations"]
+        self.parent.contributors = ["PGE-SAM developers"]
+        self.parent.helpText = _(
+            "Interactive segmentation with Segment-Anything models that stay accurate on degraded scans. "
+            "Place include/exclude points or an ROI box in the Red, Yellow or Green view; the result is written "
+            "into the selected segmentation. See <a href='https://github.com/pge-sam/pge-sam'>the project page</a>.")
+        self.parent.acknowledgementText = _("Built on Segment Anything (Meta AI) and 3D Slicer.")
+
+
+class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Module panel: node selectors, prompt placement, model/device, actions, progress."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._shortcuts = []
+        self._observed = []  # (node, event) pairs observed for prompts
+        self._prompts = []  # undo stack: (markups node, control point id or None)
+        self._progress = None
+        self._missing = None  # cached deps.missing_requirements(); refreshed on enter and after installing
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PGESAM.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = PGESAMLogic()
+        for placeWidget in (self.ui.includePlaceWidget, self.ui.excludePlaceWidget):
+            placeWidget.setMRMLScene(slicer.mrmlScene)
+            placeWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+            placeWidget.buttonsVisible = False
+            placeWidget.placeButton().show()
+        self.ui.shortcutsLabel.text = shortcut_hint()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        self.ui.precomputeButton.connect("clicked(bool)", self.onPrecompute)
+        self.ui.propagateButton.connect("clicked(bool)", self.onPropagate)
+        self.ui.nextSegmentButton.connect("clicked(bool)", self.onNextSegment)
+        self.ui.undoButton.connect("clicked(bool)", self.onUndo)
+        self.ui.clearButton.connect("clicked(bool)", self.onClear)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.cancelButton.enabled = False
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self._removeShortcuts()
+        self.removeObservers()
+
+    def enter(self):
+        self._missing = None
+        self.initializeParameterNode()
+        self._installShortcuts()
+
+    def exit(self):
+        self._removeShortcuts()
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        self.logic.endSession()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None):
+        p = self._parameterNode
+        for node, eventId, method in self._observed:
+            self.removeObserver(node, eventId, method)
+        self._observed = []
+        if p is None:
+            return
+        self.ui.includePlaceWidget.setCurrentNode(p.includePoints)
+        self.ui.excludePlaceWidget.setCurrentNode(p.excludePoints)
+        for node in (p.includePoints, p.excludePoints):
+            if node:
+                self._observe(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointDefined)
+        if p.boxRoi:
+            for eventId in (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                            slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent):
+                self._observe(p.boxRoi, eventId, self._onRoiChanged)
+        state = self.logic.state
+        if state is not None and state.key != self._sessionKey():
+            self.logic.endSession()  # inputs, model or device changed: the next prompt starts afresh
+            self._prompts = []
+        ready = bool(p.inputVolume and p.segmentation)
+        for button in (self.ui.precomputeButton, self.ui.propagateButton, self.ui.nextSegmentButton,
+                       self.ui.undoButton, self.ui.clearButton):
+            button.enabled = ready and self._progress is None
+        self._updateStatus()
+
+    def _observe(self, node, eventId, method):
+        self.addObserver(node, eventId, method)
+        self._observed.append((node, eventId, method))
+
+    def _sessionKey(self):
+        p = self._parameterNode
+        ids = tuple(n.GetID() if n else None for n in (p.inputVolume, p.segmentation))
+        return ids + (p.modelName, p.device)
+
+    def _updateStatus(self, message=None):
+        p = self._parameterNode
+        if self._missing is None:
+            self._missing = deps.missing_requirements()
+        missing = self._missing
+        self.ui.installDependenciesButton.enabled = bool(missing)
+        if message is None:
+            if missing:
+                message = _("Dependencies missing ({names}): click 'Install dependencies'.").format(
+                    names=", ".join(r.distribution for r in missing))
+            elif p is None or not (p.inputVolume and p.segmentation):
+                message = _("Select an input volume and a segmentation.")
+            else:
+                message = _("Ready: place include/exclude points in a slice view.")
+                if p.device == "cpu" or (p.device == "auto" and not deps.cuda_driver_present()):
+                    message += " " + _("Running on CPU: encoding a slice takes seconds; Precompute first.")
+        self.ui.statusLabel.text = message
+
+    def _ensureSession(self):
+        if self.logic.state is not None and self.logic.state.key == self._sessionKey():
+            return
+        missing = deps.missing_requirements()
+        if missing and not self.onInstallDependencies():
+            raise deps.MissingDependenciesError(missing)
+        p = self._parameterNode
+        with slicer.util.WaitCursor():
+            self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
+        self._prompts = []
+
+    # -- prompts -----------------------------------------------------------------------------
+    def _sliceNodeForPoint(self, positionWorld, required=True):
+        layoutManager = slicer.app.layoutManager()
+        widgets = {}
+        for name in layoutManager.sliceViewNames():
+            sliceWidget = layoutManager.sliceWidget(name)
+            if sliceWidget is not None and sliceWidget.isVisible():
+                widgets[name] = sliceWidget
+        views = {n: slicer.util.arrayFromVTKMatrix(w.mrmlSliceNode().GetSliceToRAS()) for n, w in widgets.items()}
+        names = geometry.views_containing_point(positionWorld, views)
+        if len(names) > 1:  # on the intersection of two views: prefer the one under the mouse
+            names = [n for n in names if widgets[n].sliceView().underMouse()] or names
+        if not names:
+            if required:
+                raise geometry.GeometryError("Place prompts in the Red, Yellow or Green slice view, not in 3D.")
+            return None
+        return widgets[names[0]].mrmlSliceNode()
+
+    def _busy(self):
+        """True (and says so) while precompute/propagate runs: prompts then would re-enter the session."""
+        if self._progress is not None:
+            self._updateStatus(_("Busy: wait for the running task to finish or cancel it."))
+        return self._progress is not None
+
+    def _onPointDefined(self, caller, event):
+        index = caller.GetNumberOfControlPoints() - 1
+        if self._busy():
+            caller.RemoveNthControlPoint(index)
+            return
+        position = [0.0, 0.0, 0.0]
+        caller.GetNthControlPointPositionWorld(index, position)
+        pointId = caller.GetNthControlPointID(index)
+        includeNode = self._parameterNode.includePoints
+        include = includeNode is not None and caller.GetID() == includeNode.GetID()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not use this point."), waitCursor=True):
+                self._ensureSession()
+                change = self.logic.addPoint(position, include, self._sliceNodeForPoint(position))
+        except Exception:
+            caller.RemoveNthControlPoint(index)  # keep only prompts the session knows about
+            return
+        self._prompts.append((caller, pointId))
+        self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
+
+    def _onRoiChanged(self, caller, event):
+        if self._busy():
+            return
+        center = [0.0, 0.0, 0.0]
+        caller.GetCenterWorld(center)
+        with slicer.util.tryWithErrorDisplay(_("Could not use this box."), waitCursor=True):
+            self._ensureSession()
+            change = self.logic.addBox(caller, self._sliceNodeForPoint(center, required=False))
+            self._prompts.append((caller, None))
+            self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
+
+    def _startPlacing(self, include):
+        p = self._parameterNode
+        if p is None:
+            return
+        attribute = "includePoints" if include else "excludePoints"
+        if getattr(p, attribute) is None:
+            name, color = ("PGE-SAM include", INCLUDE_COLOR) if include else ("PGE-SAM exclude", EXCLUDE_COLOR)
+            setattr(p, attribute, self.logic.createPointList(name, color))
+        (self.ui.includePlaceWidget if include else self.ui.excludePlaceWidget).setPlaceModeEnabled(True)
+
+    def _clearPointLists(self):
+        for node in (self._parameterNode.includePoints, self._parameterNode.excludePoints):
+            if node:
+                node.RemoveAllControlPoints()
+        self._prompts = []
+
+    # -- actions -----------------------------------------------------------------------------
+    def onInstallDependencies(self):
+        """Ask, then install the pinned packages on the main thread; returns True when all are present."""
+        missing = deps.missing_requirements()
+        if not missing:
+            return True
+        cuda = deps.cuda_driver_present()
+        if not slicer.util.confirmOkCancelDisplay(deps.describe_install(deps.pip_install_steps(missing, cuda), cuda)):
+            return False
+        with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
+            self.logic.installDependencies(cuda)
+        self._missing = None
+        self._updateStatus()
+        return not self._missing
+
+    def onUndo(self):
+        if self._busy():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Undo failed.")):
+            self.logic.undo()
+            if self._prompts:
+                node, pointId = self._prompts.pop()
+                index = node.GetNthControlPointIndexByID(pointId) if pointId is not None else -1
+                if index >= 0:
+                    node.RemoveNthControlPoint(index)
+
+    def onClear(self):
+        if self._busy():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Clear failed.")):
+            self.logic.clear()
+            self._clearPointLists()
+
+    def onNextSegment(self):
+        if self._busy():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start a new segment.")):
+            self._ensureSession()
+            segmentId = self.logic.nextSegment()
+            self._clearPointLists()
+            name = self.logic.state.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+            self._updateStatus(_("Now segmenting '{name}'.").format(name=name))
+
+    def onPrecompute(self):
+        # Before the first prompt, encode along the axis the Red view shows; later, along the last prompt's axis.
+        red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed") if not self._prompts else None
+        self._runLong(lambda progress: self.logic.precompute(progress, red), _("Precomputing embeddings failed."))
+
+    def onPropagate(self):
+        self._runLong(self.logic.propagate, _("Propagation failed."))
+
+    def onCancel(self):
+        if self._progress is not None:
+            self._progress.cancel()
+
+    def _runLong(self, action, failureMessage):
+        """Run a long core call on the main thread; the relay repaints the bar and sees Cancel."""
+        if self._busy():
+            return
+        try:
+            self._ensureSession()
+        except Exception as exc:
+            slicer.util.errorDisplay(f"{failureMessage}\n\n{exc}")
+            return
+        self._progress = ProgressRelay(self._onProgress, slicer.app.processEvents)
+        self.ui.cancelButton.enabled = True
+        self._onParameterNodeModified()
+        try:
+            action(self._progress)
+            self._updateStatus(_("Cancelled.") if self._progress.cancel_requested else _("Done."))
+        except Exception as exc:
+            if self._progress.cancel_requested:
+                self._updateStatus(_("Cancelled."))
+            else:
+                logging.error(traceback.format_exc())
+                slicer.util.errorDisplay(f"{failureMessage}\n\n{exc}", detailedText=traceback.format_exc())
+        finally:
+            self._progress = None
+            self.ui.cancelButton.enabled = False
+            self.ui.progressBar.value = 0
+            self._onParameterNodeModified()
+
+    def _onProgress(self, done, total):
+        self.ui.progressBar.maximum = max(total, 1)
+        self.ui.progressBar.value = done
+
+    def _installShortcuts(self):
+        self._removeShortcuts()
+        actions = {"I": lambda: self._startPlacing(True), "E": lambda: self._startPlacing(False),
+                   "U": self.onUndo, "N": self.onNextSegment}
+        for key, _description in SHORTCUTS:
+            shortcut = qt.QShortcut(slicer.util.mainWindow())
+            shortcut.setKey(qt.QKeySequence(key))
+            shortcut.connect("activated()", actions[key])
+            self._shortcuts.append((shortcut, actions[key]))
+
+    def _removeShortcuts(self):
+        for shortcut, callback in self._shortcuts:
+            shortcut.disconnect("activated()", callback)
+            shortcut.setParent(None)
+        self._shortcuts = []

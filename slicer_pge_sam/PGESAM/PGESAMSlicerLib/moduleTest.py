@@ -1,0 +1,194 @@
+"""In-Slicer tests of the PGESAM module.
+
+Run from the module panel (Developer mode > "Reload and Test") or by typing
+``slicer.selfTests["PGESAM"]()`` in Slicer's Python console.
+The first three tests need only Slicer; ``test_PointPromptsOnMRHead`` needs the
+pinned dependencies (PGE-SAM > "Install dependencies") and downloads MRHead
+through SampleData the first time.
+"""
+
+import numpy as np
+import vtk
+
+import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
+
+from PGESAMLib import deps, geometry, regions
+
+SHAPE = (7, 9, 11)  # (K, J, I)
+SAGITTAL_ACQUISITION = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # I -> A, J -> -S, K -> -R
+
+
+def _matrix(vtkMatrix):
+    return slicer.util.arrayFromVTKMatrix(vtkMatrix)
+
+
+class PGESAMTest(ScriptedLoadableModuleTest):
+    """Geometry, view axis, region write-back and an end-to-end prompt run on MRHead."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        for test in (self.test_WorldToVoxelMatchesSlicer, self.test_SliceAxisFollowsViewOrientation,
+                     self.test_RegionWriteBackKeepsGeometryAndOutside, self.test_PointPromptsOnMRHead):
+            self.setUp()
+            test()
+
+    @staticmethod
+    def _volume(direction):
+        volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "PGESAMTestVolume")
+        slicer.util.updateVolumeFromArray(volume, np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE))
+        volume.SetOrigin(-20.5, 13.0, 40.25)
+        volume.SetSpacing(0.7, 1.3, 2.5)
+        volume.SetIJKToRASDirections(*np.asarray(direction, float).ravel())
+        return volume
+
+    def test_WorldToVoxelMatchesSlicer(self):
+        """PGESAMLib world -> IJK equals Slicer's own transform chain, with a rotating+scaling parent."""
+        from PGESAMSlicerLib.logic import PGESAMLogic
+
+        self.delayDisplay("World RAS -> IJK under a parent transform")
+        volume = self._volume(SAGITTAL_ACQUISITION)
+        transformNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        t = vtk.vtkTransform()
+        t.Translate(5.0, -3.0, 12.0)
+        t.RotateWXYZ(30.0, 1.0, 1.0, 0.0)
+        t.Scale(1.5, 0.8, 1.2)
+        transformNode.SetMatrixTransformToParent(t.GetMatrix())
+        volume.SetAndObserveTransformNodeID(transformNode.GetID())
+
+        ijkToRas, parentToWorld = PGESAMLogic.volumeGeometry(volume)
+        worldToLocal = vtk.vtkGeneralTransform()
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volume.GetParentTransformNode(), worldToLocal)
+        rasToIjk = vtk.vtkMatrix4x4()
+        volume.GetRASToIJKMatrix(rasToIjk)
+        for world in np.random.default_rng(0).uniform(-60.0, 60.0, size=(10, 3)):
+            local = worldToLocal.TransformPoint(world.tolist())
+            expected = rasToIjk.MultiplyPoint([*local, 1.0])[:3]
+            np.testing.assert_allclose(geometry.ras_to_ijk(world, ijkToRas, parentToWorld)[0], expected, atol=1e-6)
+
+    def test_SliceAxisFollowsViewOrientation(self):
+        """Red/Green/Yellow map to array axes by geometry; tilted views are refused until rotated to the volume."""
+        from PGESAMSlicerLib.logic import PGESAMLogic
+
+        self.delayDisplay("Slice view -> array axis")
+        volume = self._volume(SAGITTAL_ACQUISITION)
+        logic = PGESAMLogic()
+        for name, axis in (("Red", 1), ("Green", 2), ("Yellow", 0)):  # axial S = -J, coronal A = I, sagittal R = -K
+            sliceNode = slicer.mrmlScene.GetNodeByID(f"vtkMRMLSliceNode{name}")
+            sliceNode.SetOrientationToDefault()
+            self.assertEqual(logic.sliceAxis(sliceNode, volume), axis, name)
+        red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
+        tilt = vtk.vtkTransform()
+        tilt.RotateX(10.0)
+        tilted = vtk.vtkMatrix4x4()
+        vtk.vtkMatrix4x4.Multiply4x4(tilt.GetMatrix(), red.GetSliceToRAS(), tilted)
+        red.GetSliceToRAS().DeepCopy(tilted)
+        red.UpdateMatrices()
+        with self.assertRaises(geometry.ObliqueViewError):
+            logic.sliceAxis(red, volume)
+        red.RotateToVolumePlane(volume)
+        self.assertEqual(logic.sliceAxis(red, volume), 1)
+
+    def test_RegionWriteBackKeepsGeometryAndOutside(self):
+        """Only the changed box is replaced; the segment keeps the volume's geometry."""
+        from PGESAMSlicerLib.logic import PGESAMLogic
+
+        self.delayDisplay("Changed-region write-back")
+        volume = self._volume(SAGITTAL_ACQUISITION)
+        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        segmentId = segmentationNode.GetSegmentation().AddEmptySegment("", "PGE-SAM 1")
+        slicer.util.updateSegmentBinaryLabelmapFromArray(np.ones(SHAPE, np.uint8), segmentationNode, segmentId, volume)
+
+        labels = np.zeros(SHAPE, np.uint16)
+        labels[2:4, 3:7, 5:9] = 1
+        labels[3, 4, 6] = 2
+        box = (slice(1, 5), slice(2, 8), slice(4, 10))
+        plan = regions.plan_region_update(labels, box, [1])
+        PGESAMLogic.writeRegion(volume, segmentationNode, plan, {1: segmentId})
+
+        result = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        expected = np.ones(SHAPE, np.uint8)
+        expected[box] = labels[box] == 1
+        np.testing.assert_array_equal(result, expected)
+        self._assertSegmentGeometry(segmentationNode, segmentId, volume)
+
+    def _assertSegmentGeometry(self, segmentationNode, segmentId, volume):
+        image = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
+        imageToWorld, ijkToRas = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(imageToWorld)
+        volume.GetIJKToRASMatrix(ijkToRas)
+        np.testing.assert_allclose(_matrix(imageToWorld), _matrix(ijkToRas), atol=1e-6)
+        np.testing.assert_allclose(image.GetSpacing(), volume.GetSpacing(), atol=1e-6)
+        np.testing.assert_allclose(image.GetOrigin(), volume.GetOrigin(), atol=1e-6)
+        self.assertEqual(segmentationNode.GetTransformNodeID(), volume.GetTransformNodeID())
+
+    def test_PointPromptsOnMRHead(self):
+        """End to end with the tiny model: include/exclude points, changed region only, undo."""
+        import SampleData
+
+        from PGESAMSlicerLib.logic import EXCLUDE_COLOR, INCLUDE_COLOR, PGESAMLogic
+
+        missing = deps.missing_requirements()
+        self.assertFalse(missing, "Install the dependencies first (PGE-SAM > 'Install dependencies'): "
+                         + ", ".join(r.specifier for r in missing))
+        self.delayDisplay("Loading MRHead")
+        volume = SampleData.SampleDataLogic().downloadMRHead()
+        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        logic = PGESAMLogic()
+        logic.startSession(volume, segmentationNode, "pge_sam_tiny", "cpu")
+        shape = logic.state.labels.shape
+        ijkToRas, parentToWorld = PGESAMLogic.volumeGeometry(volume)
+
+        def world(kji):
+            return geometry.ijk_to_ras(np.asarray(kji, float)[::-1], ijkToRas, parentToWorld)[0]
+
+        red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
+        red.SetOrientationToAxial()
+        red.RotateToVolumePlane(volume)
+        include = np.array(shape) // 2
+        red.JumpSliceByOffsetting(*world(include))
+        axis = logic.sliceAxis(red, volume)
+        exclude = np.full(3, 3)  # an image corner: air
+        exclude[axis] = include[axis]
+
+        self.delayDisplay("Include and exclude points")
+        includeNode = PGESAMLogic.createPointList("PGE-SAM include", INCLUDE_COLOR)
+        excludeNode = PGESAMLogic.createPointList("PGE-SAM exclude", EXCLUDE_COLOR)
+        includeNode.AddControlPointWorld(*world(include))
+        excludeNode.AddControlPointWorld(*world(exclude))
+        position = [0.0, 0.0, 0.0]
+        includeNode.GetNthControlPointPositionWorld(0, position)
+        logic.addPoint(position, True, red)
+        excludeNode.GetNthControlPointPositionWorld(0, position)
+        change = logic.addPoint(position, False, red)
+        segmentId = logic.state.segmentIds[change.label]
+        segment = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        self.assertEqual(segment.shape, shape)
+        k, j, i = include
+        self.assertTrue(segment[k - 2:k + 3, j - 2:j + 3, i - 2:i + 3].any(), "no voxels near the include point")
+        self.assertEqual(segment[tuple(exclude)], 0, "the exclude point is inside the segment")
+        others = tuple(a for a in range(3) if a != axis)
+        self.assertEqual(np.flatnonzero(segment.any(axis=others)).tolist(), [include[axis]])
+        self._assertSegmentGeometry(segmentationNode, segmentId, volume)
+
+        self.delayDisplay("A point on another slice changes only its reported box")
+        second = include.copy()
+        second[axis] += 4
+        red.JumpSliceByOffsetting(*world(second))
+        change2 = logic.addPoint(world(second), True, red)
+        after = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        outside = np.ones(shape, bool)
+        outside[change2.bbox] = False
+        np.testing.assert_array_equal(after[outside], segment[outside])
+        self.assertTrue(after[second[0] - 2:second[0] + 3, second[1] - 2:second[1] + 3,
+                              second[2] - 2:second[2] + 3].any())
+
+        self.delayDisplay("Undo restores the segment")
+        logic.undo()
+        undone = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        np.testing.assert_array_equal(undone, segment)
+        self.delayDisplay("PGESAM tests passed")
