@@ -229,12 +229,12 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
-
-    df = pd.read_csv(csv_path)
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for col in ("loss", "seg", "frl"):
-        if col in df and df[col].abs().sum() > 0:
+        if np.abs(df[col]).sum() > 0:
             axes[0].plot(df["step"], df[col], label=col)
     axes[0].set_xlabel("step"); axes[0].set_yscale("log"); axes[0].legend(); axes[0].set_title("losses")
     axes[1].plot(df["step"], df["iou_first"], label="round 1")

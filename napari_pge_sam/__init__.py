@@ -1,0 +1,1 @@
+"""napari plugin for pge-sam (npe2)."""
