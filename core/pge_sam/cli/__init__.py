@@ -14,6 +14,8 @@ COMMANDS = {
     "models": ("pge_sam.cli.admin", "list the models and which weights are present"),
     "weights": ("pge_sam.cli.admin", "download official SAM checkpoints (explicit, with sha256 check)"),
     "train": ("pge_sam.cli.train", "train the base SAM or PGE adapters (resumable)"),
+    "bench": ("pge_sam.cli.bench", "run the DM-Seg-mini benchmark (CSV, markdown table, plots)"),
+    "degrade": ("pge_sam.cli.degrade", "list degradations or write a preview grid"),
 }
 
 

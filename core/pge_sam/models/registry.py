@@ -93,6 +93,20 @@ def build_model(
     return model.to(resolve_device(device)).eval()
 
 
+def require_weights(name: str, checkpoint: str | Path | None = None, adapter: str | Path | None = None) -> None:
+    """Raise the error :func:`build_model` would raise for missing weights, without building anything."""
+    info = parse_name(name)
+    base = base_weights_path(info.backbone, checkpoint)
+    if not base.is_file():
+        raise MissingWeightsError(W.missing_message(base, info.backbone) if info.backbone != "tiny" else
+                                  f"the tiny weights {base} are missing; reinstall pge-sam or pass --checkpoint")
+    if info.variant == "pge_sam":
+        path = Path(adapter).expanduser() if adapter else adapter_path(info.backbone)
+        if not path.is_file():
+            raise MissingWeightsError(f"PGE adapter weights {path} not found. Train them with `pge-sam train pge "
+                                      f"--backbone {info.backbone}`, pass --adapter PATH, or use sam_{info.backbone}")
+
+
 def load_base(model: SegmentationModel, path: Path) -> None:
     """Load base SAM weights from an official ``.pth`` or a project safetensors file."""
     backbone = model.spec.name

@@ -1,0 +1,52 @@
+"""``pge-sam bench``: DM-Seg-mini (models x degradations x severities) -> CSV, markdown summary, plots."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default="sam_tiny,pge_sam_tiny",
+                   help="comma-separated model names (see `pge-sam models`); default: sam_tiny,pge_sam_tiny")
+    p.add_argument("--no-baseline", action="store_true", help="leave out the random-walker baseline")
+    p.add_argument("--quick", action="store_true", help="small subset (about a minute): 2 targets per modality, clean + severity 3")
+    p.add_argument("--out", default="bench-out", help="output folder (results.csv, summary.md, *.png); reruns resume")
+    p.add_argument("--fresh", action="store_true", help="start a new results.csv instead of resuming")
+    p.add_argument("--modalities", default="mri,ct", help="comma-separated: mri, ct")
+    p.add_argument("--degradations", default=None, help="comma-separated degradation names (default: all of each modality)")
+    p.add_argument("--severities", default=None, help="comma-separated severities, 0 = clean (default: 0,1,2,3)")
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--checkpoint", default=None, help="base weights for every model (official .pth or our safetensors)")
+    p.add_argument("--adapter", default=None, help="PGE adapter weights for the pge_sam_* models")
+
+
+def _csv(text):
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run(args) -> int:
+    from ..evaluate.baselines import RandomWalkerPredictor
+    from ..evaluate.bench import run_benchmark
+    from ..evaluate.sam_adapter import SessionClickPredictor
+    from ..models.registry import build_model, require_weights
+    from ..progress import TqdmProgress
+
+    names = _csv(args.models) or []
+    for name in names:  # unknown names and missing weights fail before any work
+        require_weights(name, args.checkpoint, args.adapter if name.startswith("pge_sam_") else None)
+    factories = {}
+    if not args.no_baseline:
+        factories["random_walker"] = RandomWalkerPredictor
+    for name in names:
+        def factory(name=name):
+            adapter = args.adapter if name.startswith("pge_sam_") else None
+            return SessionClickPredictor(build_model(name, checkpoint=args.checkpoint, adapter=adapter, device=args.device))
+        factories[name] = factory  # called by the runner when the model's first row is due
+    severities = None if args.severities is None else [int(s) for s in _csv(args.severities)]
+    result = run_benchmark(factories, args.out, modalities=_csv(args.modalities), degradations=_csv(args.degradations),
+                           severities=severities, max_clicks=args.max_clicks, quick=args.quick, seed=args.seed,
+                           resume=not args.fresh, progress=TqdmProgress("bench"))
+    print(f"results: {result.csv_path}\nsummary: {result.summary_path}")
+    return 0

@@ -1,0 +1,112 @@
+"""A deterministic stand-in predictor for tests of the plugin's geometry (no network weights needed).
+
+:class:`RegionGrowPredictor` has the interface of
+:class:`pge_sam.predictor.Predictor` (encode = cache the normalised slice;
+decode = prompts -> mask) but segments by a fixed rule instead of a network,
+so geometric assertions (the mask appears around the click, a negative click
+shrinks it, propagation fills neighbouring slices) hold exactly:
+
+* seeds: the positive points, or the box centre when there is no positive point;
+* mask: pixels whose uint8 value is within ``tolerance`` of a seed's value and
+  4-connected to that seed, restricted to the box when there is one;
+* a negative point removes the pixels nearer to it than to every positive point.
+
+Importing this module imports torch (through ``pge_sam.predictor``); the
+plugin itself never imports it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from scipy import ndimage
+
+from pge_sam.cache import content_hash
+from pge_sam.predictor import Prediction, Predictor
+from pge_sam.prompts import SlicePrompts
+
+
+class _DictCache:
+    """Minimal stand-in for :class:`pge_sam.cache.EmbeddingCache` (unbounded dict)."""
+
+    def __init__(self) -> None:
+        self._entries: dict = {}
+        self._lock = threading.Lock()
+
+    def contains(self, key, disk=None) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def get(self, key, disk=None):
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key, entry, disk=None) -> None:
+        with self._lock:
+            self._entries[key] = entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class RegionGrowPredictor(Predictor):
+    """See the module docstring. ``tolerance``: allowed |value - seed value| in uint8 units."""
+
+    def __init__(self, tolerance: int = 40, batch_size: int = 4) -> None:  # no super(): there is no network
+        self.model = None
+        self.device = "cpu"
+        self.precision = "fp32"
+        self.cache = _DictCache()
+        self.batch_size = batch_size
+        self.encoder_calls = 0
+        self.encoded_slices = 0
+        self.decode_calls = 0
+        self.tolerance = int(tolerance)
+        self._lock = threading.RLock()
+        self._executor = None
+        self._prefetch_generation = 0
+
+    def key(self, slice_u8: np.ndarray, axis: int, index: int):
+        return content_hash(slice_u8), int(axis), int(index)
+
+    def _encode(self, slices, keys, disk=None) -> list[dict]:
+        with self._lock:
+            self.encoder_calls += 1
+            self.encoded_slices += len(slices)
+        entries = []
+        for s, key in zip(slices, keys):
+            entry = {"image": np.array(s, dtype=np.uint8, copy=True)}
+            self.cache.put(key, entry)
+            entries.append(entry)
+        return entries
+
+    def decode(self, features: dict, prompts: SlicePrompts, original_size: tuple[int, int],
+               mask_input=None, multimask: bool | None = None) -> Prediction:
+        """Mask (H, W) bool by the rule of the module docstring; ``mask_input`` is ignored."""
+        with self._lock:
+            self.decode_calls += 1
+        image = features["image"].astype(np.int16)
+        h, w = original_size
+        positives = [(p.row, p.col) for p in prompts.points if p.positive]
+        negatives = [(p.row, p.col) for p in prompts.points if not p.positive]
+        region = np.ones((h, w), bool)
+        if prompts.box is not None:
+            b = prompts.box
+            region = np.zeros((h, w), bool)
+            region[b.row0:b.row1 + 1, b.col0:b.col1 + 1] = True
+        seeds = positives or ([((b.row0 + b.row1) // 2, (b.col0 + b.col1) // 2)] if prompts.box is not None else [])
+        mask = np.zeros((h, w), bool)
+        for r, c in seeds:
+            similar = (np.abs(image - image[r, c]) <= self.tolerance) & region
+            labels, _ = ndimage.label(similar)
+            if labels[r, c]:
+                mask |= labels == labels[r, c]
+        if negatives and positives:
+            rows, cols = np.mgrid[0:h, 0:w]
+            d_pos = np.min([(rows - r) ** 2 + (cols - c) ** 2 for r, c in positives], axis=0)
+            d_neg = np.min([(rows - r) ** 2 + (cols - c) ** 2 for r, c in negatives], axis=0)
+            mask &= d_pos <= d_neg
+        logits = np.where(mask, 1.0, -1.0).astype(np.float32)
+        return Prediction(mask, logits, None, 1.0)
