@@ -80,7 +80,7 @@ class Controller:
         self._history: list[list[PromptMark]] = []
         self._first_label = 1
 
-    # -- configuration -------------------------------------------------------------------------------
+    # -- configuration ------------------------------------------------------------------------------------------
     def set_model(self, model) -> None:
         """Use ``model`` (or a ``Predictor``) from now on; the session restarts, labels are kept."""
         self._drop_session()
@@ -127,7 +127,7 @@ class Controller:
         if self.session is not None:
             self.session.overwrite = self.overwrite
 
-    # -- state ---------------------------------------------------------------------------------------------
+    # -- state ------------------------------------------------------------------------------------------
     @property
     def ndim(self) -> int:
         return 0 if self.image is None else len(self.image.shape)
@@ -188,7 +188,7 @@ class Controller:
         return change
 
     def add_box(self, corner_a, corner_b) -> Change:
-        """Box prompt from two opposite corners (image data points on one slice); in-plane parts are clipped to the image."""
+        """Box prompt from two opposite corners (image data points on one slice), clipped in-plane to the image."""
         s = self.ensure_session()
         a, b = self._clip_box(corner_a, corner_b)
         index = self.slice_of(a)
@@ -224,7 +224,7 @@ class Controller:
         return self.ensure_session().next_object()
 
     def accept(self) -> int:
-        """Commit the current object: its prompts leave the display, Ctrl+Z no longer reaches it; a new object starts."""
+        """Commit the current object (prompts leave the display, undo no longer reaches it); a new object starts."""
         s = self.ensure_session()
         label = s.label
         keep = [i for i, step in enumerate(s.state.undo) if step.label != label]
@@ -245,7 +245,7 @@ class Controller:
         return change
 
     def begin_propagation(self) -> None:
-        """GUI-thread preparation of :meth:`propagate`: checks there is a prompt and copies ``display`` to ``buffer``."""
+        """GUI-thread part of :meth:`propagate`: checks there is a prompt, copies ``display`` into ``buffer``."""
         s = self.ensure_session()
         if self.ndim != 3:
             raise InputError("propagation needs a 3D volume; this image is 2D")
@@ -283,7 +283,7 @@ class Controller:
         """Drop the session and its pending prefetches (the labels stay in ``display``)."""
         self._drop_session()
 
-    # -- helpers ---------------------------------------------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _recording(self):
         """Keep one snapshot of ``marks`` per undo step the session adds, even when the verb fails midway."""

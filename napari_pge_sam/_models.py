@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PLUGIN_NAME = "napari-pge-sam"
+PLUGIN_NAME = "pge-sam"  # npe2 requires the manifest name to equal the distribution name
 TINY_PREFERENCE = ("pge_sam_tiny", "sam_tiny")  # the default is the first whose weights are present
 
 
@@ -119,7 +119,7 @@ def load_model(name: str, device: str = "auto", checkpoint: str | Path | None = 
 
 
 def download_official(backbone: str, cache_dir: str | Path | None = None) -> Path:
-    """Download and sha256-check the official checkpoint of ``backbone`` into the cache folder (explicit request only)."""
+    """Download and sha256-check the official ``backbone`` checkpoint into the cache folder (explicit request)."""
     from pge_sam.models import weights as W
 
     return W.fetch_official(backbone, resolve_cache_dir(cache_dir), progress=False)

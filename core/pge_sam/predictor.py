@@ -24,6 +24,7 @@ from .progress import Progress, check_cancel, ensure
 from .prompts import InputTransform, SlicePrompts, to_batch
 
 SliceJob = Callable[[], tuple[np.ndarray, int, int]]  # -> (slice uint8 (H, W), axis, index)
+# Slice jobs may return a 4th item, the pixel aspect ratio (row / column spacing).
 
 
 @dataclass
@@ -56,33 +57,36 @@ class Predictor:
         self._prefetch_generation = 0
 
     # -- keys and preprocessing ---------------------------------------------------------------
-    def key(self, slice_u8: np.ndarray, axis: int, index: int) -> CacheKey:
+    def key(self, slice_u8: np.ndarray, axis: int, index: int, aspect: float = 1.0) -> CacheKey:
         spec = self.model.spec
+        aspect = self.transform(slice_u8.shape, aspect).aspect
         return CacheKey(content_hash(slice_u8), int(axis), int(index), self.model.name, self.model.fingerprint(),
-                        spec.img_size, self.precision, self.model.extra_state_names())
+                        spec.img_size, self.precision, self.model.extra_state_names() + ((f"aspect={aspect:.4f}",) if aspect != 1.0 else ()))
 
-    def transform(self, original_size: tuple[int, int]) -> InputTransform:
-        return InputTransform(self.model.spec.img_size, tuple(original_size))
+    def transform(self, original_size: tuple[int, int], aspect: float = 1.0) -> InputTransform:
+        return InputTransform(self.model.spec.img_size, tuple(original_size), aspect)
 
-    def preprocess(self, slices_u8: Sequence[np.ndarray]) -> torch.Tensor:
+    def preprocess(self, slices_u8: Sequence[np.ndarray], aspect: float = 1.0) -> torch.Tensor:
         """(B, 3, S, S) float tensor on the device: resize-longest-side, SAM pixel normalisation, padding."""
         batch = []
         for s in slices_u8:
-            img = self.transform(s.shape).image(s)
+            img = self.transform(s.shape, aspect).image(s)
             t = torch.as_tensor(img, device=self.device).permute(2, 0, 1).contiguous()
             batch.append(self.model.sam.preprocess(t[None].float())[0])
         return torch.stack(batch)
 
     # -- expensive verbs ----------------------------------------------------------------------------
-    def features(self, slice_u8: np.ndarray, axis: int = 0, index: int = 0, disk: DiskStore | None = None) -> dict:
+    def features(self, slice_u8: np.ndarray, axis: int = 0, index: int = 0, disk: DiskStore | None = None,
+                 aspect: float = 1.0) -> dict:
         """Cached per-slice tensors for an (H, W) uint8 slice (encodes on a miss).
 
-        ``disk``: a session's zarr store, read on a memory miss and written after encoding.
+        ``disk``: a session's zarr store, read on a memory miss and written after
+        encoding; ``aspect``: row / column pixel spacing (see :class:`InputTransform`).
         """
-        key = self.key(slice_u8, axis, index)
+        key = self.key(slice_u8, axis, index, aspect)
         entry = self.cache.get(key, disk)
         if entry is None:
-            entry = self._encode([slice_u8], [key], disk)[0]
+            entry = self._encode([slice_u8], [key], disk, aspect)[0]
         return entry
 
     def encode_many(self, jobs: Sequence[SliceJob], progress: Progress | None = None, disk: DiskStore | None = None) -> int:
@@ -95,29 +99,32 @@ class Predictor:
         progress.start(len(jobs))
         pending: list[tuple[np.ndarray, CacheKey]] = []
         encoded = 0
+        aspect = 1.0
         for job in jobs:
             check_cancel(progress, "precompute")
-            slice_u8, axis, index = job()
-            key = self.key(slice_u8, axis, index)
+            slice_u8, axis, index, *rest = job()
+            aspect = rest[0] if rest else 1.0
+            key = self.key(slice_u8, axis, index, aspect)
             if self.cache.contains(key, disk):
                 progress.update(1)
                 continue
             pending.append((slice_u8, key))
             if len(pending) == self.batch_size:
-                self._encode(*zip(*pending), disk)
+                self._encode(*zip(*pending), disk, aspect)
                 encoded += len(pending)
                 progress.update(len(pending))
                 pending = []
         if pending:
             check_cancel(progress, "precompute")
-            self._encode(*zip(*pending), disk)
+            self._encode(*zip(*pending), disk, aspect)
             encoded += len(pending)
             progress.update(len(pending))
         return encoded
 
-    def _encode(self, slices: Sequence[np.ndarray], keys: Sequence[CacheKey], disk: DiskStore | None = None) -> list[dict]:
+    def _encode(self, slices: Sequence[np.ndarray], keys: Sequence[CacheKey], disk: DiskStore | None = None,
+                aspect: float = 1.0) -> list[dict]:
         with self._lock, torch.inference_mode():
-            images = self.preprocess(slices)
+            images = self.preprocess(slices, aspect)
             with encoder_autocast(self.device):
                 out = self.model.encode(images)
             self.encoder_calls += 1
@@ -143,10 +150,11 @@ class Predictor:
             for job in jobs:
                 if generation != self._prefetch_generation:
                     break
-                slice_u8, axis, index = job()
-                key = self.key(slice_u8, axis, index)
+                slice_u8, axis, index, *rest = job()
+                aspect = rest[0] if rest else 1.0
+                key = self.key(slice_u8, axis, index, aspect)
                 if not self.cache.contains(key, disk):
-                    self._encode([slice_u8], [key], disk)
+                    self._encode([slice_u8], [key], disk, aspect)
                     done += 1
             return done
 
@@ -161,7 +169,7 @@ class Predictor:
 
     # -- cheap verb ------------------------------------------------------------------------------------
     def decode(self, features: dict, prompts: SlicePrompts, original_size: tuple[int, int],
-               mask_input: torch.Tensor | None = None, multimask: bool | None = None) -> Prediction:
+               mask_input: torch.Tensor | None = None, multimask: bool | None = None, aspect: float = 1.0) -> Prediction:
         """Decode one slice's prompts against its cached ``features``.
 
         ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
@@ -170,7 +178,7 @@ class Predictor:
         """
         if multimask is None:
             multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
-        transform = self.transform(original_size)
+        transform = self.transform(original_size, aspect)
         with self._lock, torch.inference_mode():
             feats = {k: v[None].float() for k, v in features.items()}
             if mask_input is not None:
@@ -179,7 +187,9 @@ class Predictor:
             low_res, iou = self.model.decode(feats, batch, multimask)
             best = int(torch.argmax(iou[0])) if multimask else 0
             low_res = low_res[:, best : best + 1]
-            logits = self.model.sam.postprocess_masks(low_res, transform.input_size, tuple(original_size))
+            logits = self.model.sam.postprocess_masks(low_res, transform.input_size, transform.square_size)
+            if transform.square_size != tuple(original_size):
+                logits = torch.nn.functional.interpolate(logits, tuple(original_size), mode="bilinear", align_corners=False)
         logits_np = logits[0, 0].float().cpu().numpy()
         return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, low_res.float().clone(), float(iou[0, best]))
 

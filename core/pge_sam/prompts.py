@@ -70,38 +70,67 @@ def check_in_image(row: int, col: int, shape: tuple[int, int]) -> None:
         raise PromptError(f"point (row={row}, col={col}) is outside the {shape[0]}x{shape[1]} slice; click inside the image")
 
 
+ASPECT_TOLERANCE = 0.05  # pixel aspect ratios closer to 1 than this are treated as square
+
+
 @dataclass
 class InputTransform:
-    """Maps slice pixels to the model's input frame for an original slice size (H, W)."""
+    """Maps slice pixels to the model's input frame for an original slice size (H, W).
+
+    ``aspect`` = row spacing / column spacing of the slice (e.g. 5.0 for a
+    coronal slice of a CT with 5 mm slices and 1 mm pixels). Non-square pixels
+    are first resampled to square ones (rows scaled by ``aspect``) so the model
+    sees true anatomy; masks are mapped back to (H, W). With square pixels the
+    transform is exactly segment-anything's ``ResizeLongestSide``.
+    """
 
     img_size: int
     original_size: tuple[int, int]
+    aspect: float = 1.0
     _resize: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self._resize = ResizeLongestSide(self.img_size)
+        if abs(self.aspect - 1.0) <= ASPECT_TOLERANCE:
+            self.aspect = 1.0
+
+    @property
+    def square_size(self) -> tuple[int, int]:
+        """(H', W): the slice size after resampling to square pixels."""
+        h, w = self.original_size
+        return (max(1, int(round(h * self.aspect))), w)
 
     @property
     def input_size(self) -> tuple[int, int]:
-        h, w = self.original_size
+        h, w = self.square_size
         return tuple(self._resize.get_preprocess_shape(h, w, self.img_size))
 
     def image(self, slice_u8: np.ndarray) -> np.ndarray:
         """(H, W) uint8 -> (h', w', 3) uint8 resized so the longest side is ``img_size``."""
+        if self.aspect != 1.0:
+            from PIL import Image
+
+            h, w = self.square_size
+            slice_u8 = np.asarray(Image.fromarray(slice_u8).resize((w, h), Image.BILINEAR))
         rgb = np.repeat(slice_u8[:, :, None], 3, axis=2)
         return self._resize.apply_image(rgb)
 
+    def _square_rows(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self.aspect == 1.0 else (rows + 0.5) * self.aspect - 0.5
+
     def coords(self, rows_cols: np.ndarray) -> np.ndarray:
         """(N, 2) (row, col) -> (N, 2) float (x, y) in the input frame."""
-        xy = np.asarray(rows_cols, dtype=np.float64)[:, ::-1]
-        return self._resize.apply_coords(xy, self.original_size)
+        rc = np.asarray(rows_cols, dtype=np.float64)
+        xy = np.stack([rc[:, 1], self._square_rows(rc[:, 0])], axis=1)
+        return self._resize.apply_coords(xy, self.square_size)
 
     def box(self, box: Box) -> np.ndarray:
         """Inclusive pixel box -> (4,) float x0, y0, x1, y1 in the input frame (SamPredictor's convention)."""
-        xyxy = np.array([[box.col0, box.row0, box.col1, box.row1]], dtype=np.float64)
-        return self._resize.apply_boxes(xyxy, self.original_size)[0]
+        r = self._square_rows(np.array([box.row0, box.row1], dtype=np.float64))
+        xyxy = np.array([[box.col0, r[0], box.col1, r[1]]], dtype=np.float64)
+        return self._resize.apply_boxes(xyxy, self.square_size)[0]
 
 
 def to_batch(prompts: SlicePrompts, transform: InputTransform, mask_input, device):

@@ -22,7 +22,7 @@ import numpy as np
 from . import edits
 from .cache import DiskStore
 from .errors import InputError, PromptError
-from .geometry import check_axis, from_slice, slice_index, slice_shape, to_slice_point, union_bbox
+from .geometry import check_axis, from_slice, in_plane_axes, slice_index, slice_shape, to_slice_point, union_bbox
 from .normalize import Normalization, to_uint8
 from .predictor import Predictor, predictor_for
 from .progress import Progress, ensure
@@ -86,7 +86,9 @@ class Session:
         check_labels(labels, image.shape)
         self.labels = labels
         self._labels = labels[None] if self.is2d else labels
-        self.spacing = tuple(spacing) if spacing is not None else (1.0,) * (2 if self.is2d else 3)
+        self.spacing = tuple(float(v) for v in spacing) if spacing is not None else (1.0,) * (2 if self.is2d else 3)
+        if len(self.spacing) != (2 if self.is2d else 3) or not all(np.isfinite(v) and v > 0 for v in self.spacing):
+            raise InputError(f"spacing must be {2 if self.is2d else 3} positive numbers in the image's axis order, got {spacing!r}")
         self.normalization = normalization or Normalization.percentile()
         self.value_range = self.normalization.value_range(self._volume)
         self.overwrite = overwrite
@@ -130,6 +132,14 @@ class Session:
                              "replace them (e.g. numpy.nan_to_num) before segmenting")
         return to_uint8(raw, *self.value_range)
 
+    def aspect(self, axis: int | None = None) -> float:
+        """Pixel aspect (row spacing / column spacing) of slices along ``axis``; non-square pixels are resampled for the model."""
+        axis = self.axis if axis is None else axis
+        if self.is2d:
+            return float(self.spacing[0]) / float(self.spacing[1])
+        r, c = in_plane_axes(axis)
+        return float(self.spacing[r]) / float(self.spacing[c])
+
     # -- prompt verbs ------------------------------------------------------------------------------------
     def add_point(self, point, positive: bool = True, axis: int | None = None) -> Change:
         """Add a positive/negative click at volume index (z, y, x) (or (row, col) in 2D) and re-segment that slice."""
@@ -156,9 +166,9 @@ class Session:
         if prompts.is_stop_marker:
             mask, low_res = np.zeros(shape2d, bool), None
         else:
-            u8 = self.slice_u8(index, axis)
-            feats = self.predictor.features(u8, axis, index, self.disk)
-            pred = self.predictor.decode(feats, prompts, shape2d, mask_input=obj.logits.get(key))
+            u8, aspect = self.slice_u8(index, axis), self.aspect(axis)
+            feats = self.predictor.features(u8, axis, index, self.disk, aspect)
+            pred = self.predictor.decode(feats, prompts, shape2d, mask_input=obj.logits.get(key), aspect=aspect)
             mask, low_res = pred.mask, pred.low_res
         edit = edits.record(self._view(axis, index), mask, obj.label, self.overwrite, axis, index,
                             obj.prompts.get(key), obj.logits.get(key))
@@ -241,10 +251,13 @@ class Session:
         seed_logits = {i: obj.logits[(axis, i)] for i in seeds if (axis, i) in obj.logits}
         shape2d = slice_shape(self.shape, axis)
 
+        aspect = self.aspect(axis)
+
         def predict(index, prev_mask, prev_logits):
-            feats = self.predictor.features(self.slice_u8(index, axis), axis, index, self.disk)
+            feats = self.predictor.features(self.slice_u8(index, axis), axis, index, self.disk, aspect)
             use_logits = prev_logits if "mask" in config.prompt else None
-            pred = self.predictor.decode(feats, prompts_from_mask(prev_mask, config), shape2d, mask_input=use_logits)
+            pred = self.predictor.decode(feats, prompts_from_mask(prev_mask, config), shape2d, mask_input=use_logits,
+                                         aspect=aspect)
             return pred.mask, pred.low_res
 
         step = UndoStep(obj.label, "propagate", [])
@@ -316,7 +329,7 @@ class Session:
         return np.flatnonzero((self._labels == label).any(axis=other)).tolist()
 
     def _job(self, axis: int, index: int):
-        return lambda: (self.slice_u8(index, axis), axis, index)
+        return lambda: (self.slice_u8(index, axis), axis, index, self.aspect(axis))
 
     def _prefetch_around(self, axis: int, index: int, include_self: bool = False) -> None:
         if self.prefetch <= 0:

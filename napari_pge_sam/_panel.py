@@ -1,0 +1,130 @@
+"""The widget's Qt controls (layout only; behaviour lives in :mod:`napari_pge_sam._widget`)."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QProgressBar, QPushButton, QVBoxLayout, QWidget,
+)
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+NORMALIZATIONS = ("percentile", "window")
+
+SHORTCUTS = [
+    ("Click", "positive point (points layer in add mode)"),
+    ("Ctrl+Click", "negative point (Cmd+Click on macOS)"),
+    ("T", "toggle positive / negative clicks"),
+    ("R", "draw a box prompt (on the box layer)"),
+    ("Ctrl+Z", "undo the last prompt (points / box layer)"),
+    ("N", "next object (new label id)"),
+    ("Enter", "accept the object (points layer)"),
+]
+
+
+def shortcuts_html() -> str:
+    rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+    return f"<table>{rows}</table>"
+
+
+class Panel:
+    """Builds every control into ``parent`` and keeps references to them as attributes."""
+
+    def __init__(self, parent: QWidget) -> None:
+        root = QVBoxLayout(parent)
+
+        data = QGroupBox("Data")
+        form = QFormLayout(data)
+        self.image = QComboBox()
+        self.image.setToolTip("Image layer to segment (2D or 3D, greyscale)")
+        form.addRow("Image", self.image)
+        self.axis = QComboBox()
+        self.axis.setToolTip("Slicing axis; follows the viewer (changing it rolls the viewer's dimensions)")
+        form.addRow("Slicing axis", self.axis)
+        norm_row = QHBoxLayout()
+        self.norm_mode = QComboBox()
+        self.norm_mode.addItems(NORMALIZATIONS)
+        self.norm_low, self.norm_high = QDoubleSpinBox(), QDoubleSpinBox()
+        for spin in (self.norm_low, self.norm_high):
+            spin.setRange(-1e7, 1e7)
+            spin.setDecimals(2)
+            spin.setKeyboardTracking(False)
+        self.norm_low.setValue(0.5)
+        self.norm_high.setValue(99.5)
+        self.norm_mode.setToolTip("percentile: low/high percentiles of the volume; window: level/width in image units")
+        norm_row.addWidget(self.norm_mode)
+        norm_row.addWidget(self.norm_low)
+        norm_row.addWidget(self.norm_high)
+        form.addRow("Normalisation", norm_row)
+        root.addWidget(data)
+
+        model = QGroupBox("Model")
+        mform = QFormLayout(model)
+        self.model = QComboBox()
+        self.load = QPushButton("Load model")
+        row = QHBoxLayout()
+        row.addWidget(self.model, 1)
+        row.addWidget(self.load)
+        mform.addRow("Model", row)
+        self.checkpoint = QLineEdit()
+        self.checkpoint.setPlaceholderText("default weights (optional: a custom checkpoint file)")
+        mform.addRow("Checkpoint", self.checkpoint)
+        self.cache_dir = QLineEdit()
+        self.download = QPushButton("Download")
+        self.download.setToolTip("Download the official checkpoint into the cache folder (sha256 checked)")
+        row = QHBoxLayout()
+        row.addWidget(self.cache_dir, 1)
+        row.addWidget(self.download)
+        mform.addRow("Cache folder", row)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        mform.addRow("Device", self.device)
+        self.device_note = QLabel("")
+        self.device_note.setWordWrap(True)
+        self.device_note.setStyleSheet("color: #e0a030;")
+        mform.addRow(self.device_note)
+        root.addWidget(model)
+
+        actions = QGroupBox("Segment")
+        grid = QGridLayout(actions)
+        self.precompute = QPushButton("Precompute")
+        self.precompute.setToolTip("Encode every slice along the slicing axis in the background")
+        self.propagate = QPushButton("Propagate")
+        self.propagate.setToolTip("Propagate the current object to the neighbouring slices")
+        self.cancel = QPushButton("Cancel")
+        self.next_object = QPushButton("Next object")
+        self.accept = QPushButton("Accept")
+        self.accept.setToolTip("Finish the current object: its prompts are cleared and undo no longer reaches it")
+        self.undo = QPushButton("Undo")
+        self.clear = QPushButton("Clear")
+        self.clear.setToolTip("Remove the current object's voxels and prompts (undoable)")
+        self.polarity = QPushButton("Clicks: positive")
+        self.polarity.setCheckable(True)
+        for i, button in enumerate((self.precompute, self.propagate, self.cancel, self.polarity,
+                                    self.next_object, self.accept, self.undo, self.clear)):
+            grid.addWidget(button, i // 4, i % 4)
+        self.overwrite = QCheckBox("Paint over other objects")
+        self.overwrite.setToolTip("Off (default): a new object never takes voxels of another object")
+        grid.addWidget(self.overwrite, 2, 0, 1, 4)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        grid.addWidget(self.progress, 3, 0, 1, 4)
+        root.addWidget(actions)
+
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.status)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.message)
+
+        keys = QGroupBox("Shortcuts")
+        klay = QVBoxLayout(keys)
+        self.shortcuts = QLabel(shortcuts_html())
+        self.shortcuts.setWordWrap(True)
+        klay.addWidget(self.shortcuts)
+        root.addWidget(keys)
+        root.addStretch(1)

@@ -1,0 +1,230 @@
+"""Session verbs: coordinates on every axis, undo, objects, the overwrite rule, reset, 2D images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pge_sam.errors import InputError
+from pge_sam.geometry import slice_index, slice_shape
+from pge_sam.normalize import Normalization
+from pge_sam.predictor import Prediction, Predictor
+from pge_sam.prompts import Box, Point
+from pge_sam.session import Session
+
+IDENTITY = Normalization.window(level=127.5, width=255.0)
+
+
+@pytest.fixture(scope="module")
+def pred(sam_tiny):
+    """One predictor (and cache) for the real-model tests of this module."""
+    return Predictor(sam_tiny)
+
+
+@pytest.fixture(scope="module")
+def u8_volume(volume):
+    return np.clip(np.rint(volume), 0, 255).astype(np.uint8)
+
+
+def fake_predictor(sam_tiny, monkeypatch, calls: list) -> Predictor:
+    """A Predictor whose encode/decode are replaced: the mask is a 3x3 square around the last point."""
+    p = Predictor(sam_tiny)
+
+    def features(slice_u8, axis=0, index=0, disk=None):
+        calls.append(("features", slice_u8.copy(), axis, index))
+        return {}
+
+    def decode(features, prompts, original_size, mask_input=None, multimask=None):
+        calls.append(("decode", prompts, tuple(original_size)))
+        mask = np.zeros(original_size, bool)
+        if prompts.points:
+            r, c = prompts.points[-1].row, prompts.points[-1].col
+            mask[max(0, r - 1): r + 2, max(0, c - 1): c + 2] = True
+        else:
+            b = prompts.box
+            mask[b.row0: b.row1 + 1, b.col0: b.col1 + 1] = True
+        return Prediction(mask, mask.astype(np.float32), None, 1.0)
+
+    monkeypatch.setattr(p, "features", features)
+    monkeypatch.setattr(p, "decode", decode)
+    return p
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("point", [(3, 25, 11), (1, 7, 50), (5, 39, 0), (0, 0, 55)])
+def test_point_lands_on_the_right_slice_row_and_col(sam_tiny, monkeypatch, u8_volume, axis, point):
+    calls: list = []
+    labels = np.zeros(u8_volume.shape, np.uint16)
+    session = Session(fake_predictor(sam_tiny, monkeypatch, calls), u8_volume, labels, axis=axis,
+                      normalization=IDENTITY, prefetch=0)
+    change = session.add_point(point)
+    (_, slice_u8, f_axis, f_index), (_, prompts, size) = calls
+    rows, cols = [a for a in range(3) if a != axis]
+    assert (f_axis, f_index) == (axis, point[axis])
+    np.testing.assert_array_equal(slice_u8, u8_volume[slice_index(axis, point[axis])])
+    assert size == slice_shape(u8_volume.shape, axis) == (u8_volume.shape[rows], u8_volume.shape[cols])
+    assert prompts.points == (Point(point[rows], point[cols], True),)
+    assert labels[point] == session.label
+    assert change.slices == (point[axis],) and change.voxels == int((labels > 0).sum())
+    assert all(s.start <= v < s.stop for s, v in zip(change.bbox, point))
+    assert np.array_equal(np.flatnonzero((labels > 0).any(axis=tuple(a for a in range(3) if a != axis))), [point[axis]])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_box_corners_map_to_slice_pixels(sam_tiny, monkeypatch, u8_volume, axis):
+    calls: list = []
+    labels = np.zeros(u8_volume.shape, np.uint16)
+    session = Session(fake_predictor(sam_tiny, monkeypatch, calls), u8_volume, labels, normalization=IDENTITY,
+                      prefetch=0)
+    a, b = [5, 30, 40], [1, 2, 3]
+    for p in (a, b):
+        p[axis] = 2
+    change = session.add_box(tuple(a), tuple(b), axis=axis)
+    rows, cols = [x for x in range(3) if x != axis]
+    assert calls[-1][1].box == Box(min(a[rows], b[rows]), min(a[cols], b[cols]), max(a[rows], b[rows]), max(a[cols], b[cols]))
+    lo, hi = np.minimum(a, b), np.maximum(a, b) + 1
+    assert tuple((s.start, s.stop) for s in change.bbox) == tuple(zip(lo, hi))
+    assert (labels[tuple(slice(l, h) for l, h in zip(lo, hi))] == session.label).all()
+
+
+def test_2d_image_takes_row_col_points(sam_tiny, monkeypatch, u8_volume, pred):
+    calls: list = []
+    image = u8_volume[2]
+    labels = np.zeros(image.shape, np.uint16)
+    session = Session(fake_predictor(sam_tiny, monkeypatch, calls), image, labels, normalization=IDENTITY, prefetch=0)
+    change = session.add_point((30, 45))
+    assert calls[-1][1].points == (Point(30, 45, True),) and calls[-1][2] == (40, 56)
+    assert labels[30, 45] == 1 and len(change.bbox) == 2
+    assert all(s.start <= v < s.stop for s, v in zip(change.bbox, (30, 45)))
+    with pytest.raises(InputError):
+        session.add_point((2, 30, 45))
+    with pytest.raises(InputError):
+        session.set_axis(1)
+    # with the real model, a 2D image and the same slice of a volume give the same mask
+    labels2d = np.zeros(image.shape, np.uint16)
+    Session(pred, image, labels2d, normalization=IDENTITY, prefetch=0).add_point((20, 28))
+    labels3d = np.zeros(u8_volume.shape, np.uint16)
+    Session(pred, u8_volume, labels3d, normalization=IDENTITY, prefetch=0).add_point((2, 20, 28))
+    assert labels2d.any()
+    np.testing.assert_array_equal(labels2d, labels3d[2])
+
+
+def test_undo_restores_the_buffer_and_the_prompts(pred, volume):
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(pred, volume, labels, prefetch=0)
+    obj = session.state.objects[session.label]
+    session.add_point((1, 20, 28))
+    one = labels.copy()
+    assert one.any()
+    session.add_point((1, 5, 50), positive=False)
+    two = labels.copy()
+    logits_two = obj.logits[(0, 1)]
+    session.add_box((3, 10, 10), (3, 30, 45))
+    assert not np.array_equal(labels, two)
+    change = session.undo()
+    assert change.slices == (3,)
+    np.testing.assert_array_equal(labels, two)
+    assert (0, 3) not in obj.prompts and (0, 3) not in obj.logits and obj.logits[(0, 1)] is logits_two
+    session.undo()
+    np.testing.assert_array_equal(labels, one)
+    assert obj.prompts[(0, 1)].points == (Point(20, 28, True),)
+    session.undo()
+    assert not labels.any() and not obj.prompts and not obj.logits
+    assert session.undo() is None
+
+
+def test_objects_get_their_own_label_ids(pred, volume):
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(pred, volume, labels, prefetch=0)
+    assert session.label == 1 and session.next_object() == 1  # an empty object is kept
+    session.add_point((2, 20, 28))
+    assert session.next_object() == 2 and session.label == 2
+    session.add_box((2, 5, 5), (2, 35, 50))
+    first, second = labels == 1, labels == 2
+    assert first.any() and second.any()
+    session.select_object(1)
+    assert session.label == 1
+    session.add_point((3, 20, 28))
+    assert (labels[3] == 1).any() and np.array_equal(labels[2] == 1, first[2])
+    np.testing.assert_array_equal(labels == 2, second)  # object 2 untouched by editing object 1
+    session.select_object(7)
+    assert session.next_object() == 7  # 7 is still empty
+    session.add_point((4, 20, 28))
+    assert session.next_object() == 8
+    for bad in (0, -1, 70000):
+        with pytest.raises(InputError):
+            session.select_object(bad)
+    labels_pre = np.zeros(volume.shape, np.uint16)
+    labels_pre[0, 0, 0] = 41
+    assert Session(pred, volume, labels_pre, prefetch=0).label == 42  # ids continue after loaded labels
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_other_labels_are_kept_unless_overwrite(pred, volume, overwrite):
+    clean = np.zeros(volume.shape, np.uint16)
+    Session(pred, volume, clean, prefetch=0).add_point((2, 20, 28))
+    mask = clean[2] == 1
+    other = np.zeros(volume.shape, np.uint16)
+    other[2, :, :28] = 7
+    other[3, :, :] = 7
+    assert (mask & (other[2] == 7)).any() and (mask & (other[2] == 0)).any()
+    labels = other.copy()
+    session = Session(pred, volume, labels, prefetch=0, overwrite=overwrite)
+    label = session.label
+    assert label == 8
+    session.add_point((2, 20, 28))
+    paint = mask if overwrite else mask & (other[2] == 0)
+    np.testing.assert_array_equal(labels[2], np.where(paint, label, other[2]))
+    np.testing.assert_array_equal(labels[3], other[3])
+    session.undo()
+    np.testing.assert_array_equal(labels, other)
+
+
+def test_undo_keeps_edits_the_caller_made_in_between(pred, volume):
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(pred, volume, labels, prefetch=0)
+    session.add_point((2, 20, 28))
+    mask = labels[2] == 1
+    rows, cols = np.nonzero(mask)
+    labels[2, rows[:5], cols[:5]] = 9  # the user paints over part of the object
+    labels[2, 0, 0] = 9 if not mask[0, 0] else labels[2, 0, 0]
+    painted = labels == 9
+    session.undo()
+    assert (labels[painted] == 9).all()
+    assert not (labels == 1).any()
+    assert int((labels != 0).sum()) == int(painted.sum())
+
+
+def test_reset_object_is_undoable(pred, volume):
+    labels = np.zeros(volume.shape, np.uint16)
+    labels[0, :3, :3] = 4
+    session = Session(pred, volume, labels, prefetch=0)
+    label = session.label
+    session.add_point((1, 20, 28))
+    session.add_point((3, 20, 28))
+    session.add_point((2, 10, 10), axis=1)  # on another axis too
+    before = labels.copy()
+    obj = session.state.objects[label]
+    prompts, logits = dict(obj.prompts), dict(obj.logits)
+    change = session.reset_object()
+    assert not (labels == label).any() and (labels[0, :3, :3] == 4).all()
+    assert not obj.prompts and not obj.logits
+    assert {1, 3} <= set(change.slices)
+    session.undo()
+    np.testing.assert_array_equal(labels, before)
+    assert obj.prompts == prompts and obj.logits.keys() == logits.keys()
+
+
+def test_failed_propagate_leaves_no_undo_step(pred, volume):
+    """A propagate that raises must not push an (empty) undo step that swallows the user's next undo."""
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(pred, volume, labels, prefetch=0)
+    session.add_point((2, 20, 28))
+    assert labels.any()
+    session.next_object()
+    depth = len(session.state.undo)
+    with pytest.raises(InputError, match="nothing to propagate"):
+        session.propagate()
+    assert len(session.state.undo) == depth
+    session.undo()  # must undo the click of object 1
+    assert not labels.any()
