@@ -64,7 +64,8 @@ def make_volume(shape=(6, 40, 56), seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]].astype(np.float32)
     cz, cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2, (shape[2] - 1) / 2
-    inside = ((z - cz) / (0.6 * shape[0])) ** 2 + ((y - cy) / (0.3 * shape[1])) ** 2 + ((x - cx) / (0.3 * shape[2])) ** 2 < 1
+    r2 = ((z - cz) / (0.6 * shape[0])) ** 2 + ((y - cy) / (0.3 * shape[1])) ** 2 + ((x - cx) / (0.3 * shape[2])) ** 2
+    inside = r2 < 1
     return (50.0 + 150.0 * inside + rng.normal(0.0, 10.0, shape)).astype(np.float32)
 
 

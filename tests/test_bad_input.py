@@ -53,7 +53,7 @@ def test_a_nan_slice_inside_a_valid_volume(pred, volume):
 
 
 def test_propagating_into_a_nan_slice_changes_nothing(pred, volume):
-    """The walk fails on slice 4 after slice 3 was written: the failed call must leave buffer and undo stack as they were."""
+    """The walk fails on slice 4 after writing slice 3: the failed call must leave buffer and undo stack as they were."""
     vol = volume.copy()
     vol[4] = np.nan
     labels = prefilled(vol.shape)
@@ -119,7 +119,10 @@ def test_label_ids_that_do_not_fit_the_buffer_dtype(pred, volume):
     assert_fails_cleanly(start_and_click, labels, match="uint8")
 
 
-@pytest.mark.parametrize("point", [(2, 40, 10), (2, 10, 56), (-1, 10, 10), (6, 0, 0), (2, np.nan, 3), (2, 3), (1, 2, 3, 4)])
+OUTSIDE = [(2, 40, 10), (2, 10, 56), (-1, 10, 10), (6, 0, 0), (2, np.nan, 3), (2, 3), (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("point", OUTSIDE)
 def test_points_outside_the_volume(pred, volume, point):
     labels = prefilled(volume.shape)
     session = Session(pred, volume, labels, prefetch=0)

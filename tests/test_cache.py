@@ -6,13 +6,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
+import pytest
 import torch
 
 from pge_sam.cache import CacheKey, DiskStore, EmbeddingCache, content_hash, nbytes
+from pge_sam.errors import Cancelled
 from pge_sam.normalize import Normalization
 from pge_sam.predictor import Predictor
+from pge_sam.progress import RecordingProgress
 from pge_sam.session import Session
 
 ENTRY_BYTES = 4 * 250  # one float32 tensor of 250 values
@@ -115,6 +119,35 @@ def test_revisiting_a_slice_runs_no_encoder_and_edits_invalidate(sam_tiny, volum
     session.add_point((2, 21, 28))
     assert pred.encoder_calls == 3
     assert session.precompute(0, 3) == 1 and pred.encoder_calls == 4  # only slice 0 was missing
+
+
+def test_precompute_is_cancellable_and_prefetch_fills_the_cache(sam_tiny, volume):
+    pred = Predictor(sam_tiny, batch_size=1)
+    session = Session(pred, volume, prefetch=1)
+    with pytest.raises(Cancelled):
+        session.precompute(progress=RecordingProgress(cancel_after=1))
+    assert pred.encoder_calls == 1 and pred.cache.contains(pred.key(session.slice_u8(0), 0, 0))
+    try:
+        session.focus(3)  # encodes 3, then its neighbours 4 and 2, in a background thread
+        deadline = time.monotonic() + 60
+        while pred.encoded_slices < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pred.encoded_slices == 4
+        assert session.precompute(0, 5) == 1  # only slice 1 is left
+        assert pred.encoded_slices == 5
+    finally:
+        pred.close()
+
+
+def test_pixel_aspect_is_part_of_the_key(sam_tiny):
+    u8 = np.random.default_rng(2).integers(0, 256, (6, 56), dtype=np.uint8)
+    pred = Predictor(sam_tiny)
+    square = pred.features(u8, 1, 20)
+    stretched = pred.features(u8, 1, 20, aspect=3.125)
+    assert pred.encoder_calls == 2 and not torch.equal(square["embedding"], stretched["embedding"])
+    pred.features(u8, 1, 20, aspect=1.02)  # within the tolerance: square pixels, a hit
+    pred.features(u8, 1, 20, aspect=3.125)
+    assert pred.encoder_calls == 2
 
 
 def test_changed_weights_invalidate(fresh_model, volume):

@@ -151,8 +151,8 @@ def test_segment_end_to_end(cli_inputs, tmp_path, capsys):
     loaded = read_image(image)
     model = build_model("sam_tiny", checkpoint=checkpoint, device="cpu")
     expected = np.zeros(loaded.array.shape, np.uint16)
-    session = Session(model, loaded.array, expected, normalization=Normalization.parse("percentile:0.5,99.5"),
-                      prefetch=0)
+    session = Session(model, loaded.array, expected, spacing=loaded.spacing,
+                      normalization=Normalization.parse("percentile:0.5,99.5"), prefetch=0)
     session.add_point((2, 20, 28))
     session.add_point((2, 8, 45), positive=False)
     session.next_object()

@@ -127,6 +127,27 @@ def test_input_transform_matches_sam_predictor_transform(sam_tiny, size):
     np.testing.assert_array_equal(t.image(img), ref.apply_image(np.repeat(img[:, :, None], 3, axis=2)))
 
 
+def test_non_square_pixels_are_resampled_before_the_model(sam_tiny):
+    """aspect = row / column spacing: rows are stretched to square pixels, then SAM's own resize applies."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    ref = ResizeLongestSide(256)
+    t = InputTransform(256, (6, 56), aspect=3.125)
+    assert t.square_size == (19, 56)
+    assert tuple(t.input_size) == tuple(ref.get_preprocess_shape(19, 56, 256))
+    rc = np.array([[0, 0], [5, 55], [2, 30]])
+    square_rows = (rc[:, 0] + 0.5) * 3.125 - 0.5  # pixel centres keep their place
+    xy = np.stack([rc[:, 1], square_rows], 1).astype(float)
+    np.testing.assert_allclose(t.coords(rc), ref.apply_coords(xy, (19, 56)))
+    img = np.random.default_rng(0).integers(0, 256, (6, 56), dtype=np.uint8)
+    assert t.image(img).shape == (*t.input_size, 3)
+    assert InputTransform(256, (6, 56), aspect=1.02).aspect == 1.0  # near-square pixels are left alone
+    pred = Predictor(sam_tiny)
+    out = pred.decode(pred.features(img, 1, 3, aspect=3.125), SlicePrompts().with_box(Box(1, 10, 4, 40)), (6, 56),
+                      aspect=3.125)
+    assert out.mask.shape == out.logits.shape == (6, 56)
+
+
 def test_to_batch_puts_points_as_xy_in_the_input_frame(sam_tiny):
     t = InputTransform(256, (40, 56))
     prompts = SlicePrompts().with_box(Box(5, 6, 30, 50))

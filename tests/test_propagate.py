@@ -137,8 +137,9 @@ def test_prompts_from_mask_box_and_interior_point():
     assert point.positive and mask[point.row, point.col] and 13 <= point.row <= 16
     edge = np.zeros((10, 10), bool)
     edge[0:3, 7:10] = True
-    b = prompts_from_mask(edge, PropagationConfig(prompt=("box",))).box
-    assert (b.row0, b.col0, b.row1, b.col1) == (0, 5, 4, 9) and not prompts_from_mask(edge, PropagationConfig(prompt=("box",))).points
+    only_box = prompts_from_mask(edge, PropagationConfig(prompt=("box",)))
+    b = only_box.box
+    assert (b.row0, b.col0, b.row1, b.col1) == (0, 5, 4, 9) and not only_box.points
 
 
 # -- through a Session with the real random-initialised tiny SAM -----------------------------------------
@@ -189,3 +190,14 @@ def test_session_propagate_can_be_cancelled_and_keeps_what_was_done(shared_predi
     assert set(done) == {2, *change.slices}
     session.undo()
     assert np.array_equal(labels, seeded)
+
+
+def test_session_stop_marker_slice_ends_the_walk(shared_predictor, volume):
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(shared_predictor, volume, labels, prefetch=0)
+    session.add_point((1, 20, 28))
+    marker = session.add_point((4, 20, 28), positive=False)  # a lone negative point: "the object ends here"
+    assert marker.voxels == 0 and not (labels[4] == session.label).any()
+    change = session.propagate(config=PERMISSIVE)
+    assert 4 not in change.slices and 5 not in change.slices and {0, 2, 3} <= set(change.slices)
+    assert not labels[4:].any()

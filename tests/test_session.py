@@ -30,12 +30,12 @@ def fake_predictor(sam_tiny, monkeypatch, calls: list) -> Predictor:
     """A Predictor whose encode/decode are replaced: the mask is a 3x3 square around the last point."""
     p = Predictor(sam_tiny)
 
-    def features(slice_u8, axis=0, index=0, disk=None):
-        calls.append(("features", slice_u8.copy(), axis, index))
+    def features(slice_u8, axis=0, index=0, disk=None, aspect=1.0):
+        calls.append(("features", slice_u8.copy(), axis, index, aspect))
         return {}
 
-    def decode(features, prompts, original_size, mask_input=None, multimask=None):
-        calls.append(("decode", prompts, tuple(original_size)))
+    def decode(features, prompts, original_size, mask_input=None, multimask=None, aspect=1.0):
+        calls.append(("decode", prompts, tuple(original_size), aspect))
         mask = np.zeros(original_size, bool)
         if prompts.points:
             r, c = prompts.points[-1].row, prompts.points[-1].col
@@ -50,15 +50,19 @@ def fake_predictor(sam_tiny, monkeypatch, calls: list) -> Predictor:
     return p
 
 
+@pytest.mark.parametrize("spacing", [None, (2.5, 0.9, 0.8)])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 @pytest.mark.parametrize("point", [(3, 25, 11), (1, 7, 50), (5, 39, 0), (0, 0, 55)])
-def test_point_lands_on_the_right_slice_row_and_col(sam_tiny, monkeypatch, u8_volume, axis, point):
+def test_point_lands_on_the_right_slice_row_and_col(sam_tiny, monkeypatch, u8_volume, axis, point, spacing):
     calls: list = []
     labels = np.zeros(u8_volume.shape, np.uint16)
     session = Session(fake_predictor(sam_tiny, monkeypatch, calls), u8_volume, labels, axis=axis,
-                      normalization=IDENTITY, prefetch=0)
+                      spacing=spacing, normalization=IDENTITY, prefetch=0)
     change = session.add_point(point)
-    (_, slice_u8, f_axis, f_index), (_, prompts, size) = calls
+    (_, slice_u8, f_axis, f_index, f_aspect), (_, prompts, size, d_aspect) = calls
+    # the pixel aspect (row spacing / column spacing) of the slice goes to both encode and decode
+    expected_aspect = 1.0 if spacing is None else {0: 0.9 / 0.8, 1: 2.5 / 0.8, 2: 2.5 / 0.9}[axis]
+    assert f_aspect == pytest.approx(expected_aspect) and d_aspect == pytest.approx(expected_aspect)
     rows, cols = [a for a in range(3) if a != axis]
     assert (f_axis, f_index) == (axis, point[axis])
     np.testing.assert_array_equal(slice_u8, u8_volume[slice_index(axis, point[axis])])
@@ -81,10 +85,30 @@ def test_box_corners_map_to_slice_pixels(sam_tiny, monkeypatch, u8_volume, axis)
         p[axis] = 2
     change = session.add_box(tuple(a), tuple(b), axis=axis)
     rows, cols = [x for x in range(3) if x != axis]
-    assert calls[-1][1].box == Box(min(a[rows], b[rows]), min(a[cols], b[cols]), max(a[rows], b[rows]), max(a[cols], b[cols]))
+    r0, r1, c0, c1 = sorted((a[rows], b[rows])) + sorted((a[cols], b[cols]))
+    assert calls[-1][1].box == Box(r0, c0, r1, c1)
     lo, hi = np.minimum(a, b), np.maximum(a, b) + 1
     assert tuple((s.start, s.stop) for s in change.bbox) == tuple(zip(lo, hi))
     assert (labels[tuple(slice(l, h) for l, h in zip(lo, hi))] == session.label).all()
+
+
+def test_bad_spacing_is_refused(pred, volume):
+    labels = np.zeros(volume.shape, np.uint16)
+    for spacing in [(1.0, 1.0), (1.0, 0.0, 1.0), (1.0, np.nan, 1.0), (-1.0, 1.0, 1.0)]:
+        with pytest.raises(InputError, match="spacing"):
+            Session(pred, volume, labels, spacing=spacing, prefetch=0)
+
+
+def test_anisotropic_slices_are_segmented_at_their_own_size(pred, volume):
+    """Slices along axis 1 with 2.5 mm rows and 0.8 mm columns: the model sees resampled square pixels."""
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(pred, volume, labels, axis=1, spacing=(2.5, 0.9, 0.8), prefetch=0)
+    assert session.aspect() == pytest.approx(3.125)
+    change = session.add_point((3, 20, 28))
+    assert change.slices == (20,) and labels[:, 20, :].any()
+    assert not np.delete(labels, 20, axis=1).any()
+    low_res = session.state.objects[session.label].logits[(1, 20)]
+    assert low_res.shape == (1, 1, 128, 128)
 
 
 def test_2d_image_takes_row_col_points(sam_tiny, monkeypatch, u8_volume, pred):
@@ -186,8 +210,10 @@ def test_undo_keeps_edits_the_caller_made_in_between(pred, volume):
     session.add_point((2, 20, 28))
     mask = labels[2] == 1
     rows, cols = np.nonzero(mask)
-    labels[2, rows[:5], cols[:5]] = 9  # the user paints over part of the object
-    labels[2, 0, 0] = 9 if not mask[0, 0] else labels[2, 0, 0]
+    assert (~mask).any()
+    labels[2, rows[:5], cols[:5]] = 9  # the user paints over part of the object ...
+    labels[(2, *np.argwhere(~mask)[0])] = 9  # ... next to it ...
+    labels[3, 0, 0] = 9  # ... and on another slice
     painted = labels == 9
     session.undo()
     assert (labels[painted] == 9).all()

@@ -40,7 +40,7 @@ def test_base_round_trip_full_precision(sam_tiny, tmp_path):
     assert loaded.fingerprint() == sam_tiny.fingerprint() and str(path) in loaded.weights_source
     assert_same_outputs(sam_tiny, loaded)
     _, meta = W.read_safetensors(path)
-    assert meta["kind"] == "sam" and meta["backbone"] == "tiny" and meta["data"] == "test" and meta["dtype"] == "float32"
+    assert (meta["kind"], meta["backbone"], meta["data"], meta["dtype"]) == ("sam", "tiny", "test", "float32")
 
 
 def test_base_round_trip_half_precision_matches_a_half_rounded_model(sam_tiny, fresh_model, tmp_path):

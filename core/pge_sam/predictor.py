@@ -98,8 +98,18 @@ class Predictor:
         progress = ensure(progress)
         progress.start(len(jobs))
         pending: list[tuple[np.ndarray, CacheKey]] = []
+        pending_aspect = 1.0
         encoded = 0
-        aspect = 1.0
+
+        def flush() -> None:
+            nonlocal pending, encoded
+            if pending:
+                check_cancel(progress, "precompute")
+                self._encode(*zip(*pending), disk, pending_aspect)
+                encoded += len(pending)
+                progress.update(len(pending))
+                pending = []
+
         for job in jobs:
             check_cancel(progress, "precompute")
             slice_u8, axis, index, *rest = job()
@@ -108,17 +118,11 @@ class Predictor:
             if self.cache.contains(key, disk):
                 progress.update(1)
                 continue
+            if pending and (aspect != pending_aspect or len(pending) == self.batch_size):
+                flush()  # one batch shares one aspect (one resampling)
+            pending_aspect = aspect
             pending.append((slice_u8, key))
-            if len(pending) == self.batch_size:
-                self._encode(*zip(*pending), disk, aspect)
-                encoded += len(pending)
-                progress.update(len(pending))
-                pending = []
-        if pending:
-            check_cancel(progress, "precompute")
-            self._encode(*zip(*pending), disk, aspect)
-            encoded += len(pending)
-            progress.update(len(pending))
+        flush()
         return encoded
 
     def _encode(self, slices: Sequence[np.ndarray], keys: Sequence[CacheKey], disk: DiskStore | None = None,

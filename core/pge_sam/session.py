@@ -94,6 +94,10 @@ class Session:
         self.overwrite = overwrite
         self.prefetch = prefetch
         start = int(labels.max()) + 1 if labels.size else 1
+        if start > np.iinfo(labels.dtype).max:
+            raise InputError(f"the label buffer ({labels.dtype}) already uses its largest label id "
+                             f"{np.iinfo(labels.dtype).max}; there is no id left for a new object — use a wider "
+                             "integer type (e.g. numpy.uint16 or uint32)")
         self.state = SessionState(axis=0 if self.is2d else check_axis(axis), label=start, next_label=start + 1)
         self.state.objects[start] = ObjectState(start)
         self.disk = None
@@ -185,6 +189,10 @@ class Session:
             return None
         t0 = time.perf_counter()
         step = self.state.undo.pop()
+        self._rollback(step)
+        return self._change(step.label, step.edits[0].axis if step.edits else self.axis, step.edits, t0)
+
+    def _rollback(self, step: UndoStep) -> None:
         obj = self.state.objects.setdefault(step.label, ObjectState(step.label))
         for edit in reversed(step.edits):
             edits.revert(self._view(edit.axis, edit.index), edit)
@@ -194,7 +202,6 @@ class Session:
             else:
                 obj.prompts[key] = edit.prompts_before
             self._set_logits(obj, key, edit.logits_before)
-        return self._change(step.label, step.edits[0].axis if step.edits else self.axis, step.edits, t0)
 
     def reset_object(self) -> Change:
         """Remove the current object's prompts and voxels everywhere (undoable)."""
@@ -261,18 +268,23 @@ class Session:
             return pred.mask, pred.low_res
 
         step = UndoStep(obj.label, "propagate", [])
-        self.state.undo.append(step)
         progress.start(max(0, self.n_slices - len(seeds)))
         cancelled = False
-        for index, mask, logits in walk(self.n_slices, seeds, seed_logits, stops, predict, config):
-            key = (axis, index)
-            step.edits.append(edits.record(self._view(axis, index), mask, obj.label, self.overwrite, axis, index,
-                                           obj.prompts.get(key), obj.logits.get(key)))
-            self._set_logits(obj, key, logits)
-            progress.update(1)
-            if progress.cancelled():
-                cancelled = True
-                break
+        try:
+            for index, mask, logits in walk(self.n_slices, seeds, seed_logits, stops, predict, config):
+                key = (axis, index)
+                step.edits.append(edits.record(self._view(axis, index), mask, obj.label, self.overwrite, axis, index,
+                                               obj.prompts.get(key), obj.logits.get(key)))
+                self._set_logits(obj, key, logits)
+                progress.update(1)
+                if progress.cancelled():
+                    cancelled = True
+                    break
+        except BaseException:
+            self._rollback(step)  # an error part-way leaves the buffer and the state as they were
+            raise
+        if step.edits:
+            self.state.undo.append(step)
         change = self._change(obj.label, axis, step.edits, t0)
         change.cancelled = cancelled
         return change

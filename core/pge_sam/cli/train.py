@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=["base", "pge"], help="base: a whole SAM from scratch; pge: PGE adapters on a frozen base")
+    p.add_argument("stage", choices=["base", "pge", "export"],
+                   help="base: a whole SAM from scratch; pge: PGE adapters on a frozen base; "
+                        "export: write the safetensors of a run's last checkpoint (--out RUN_DIR [--to FILE])")
+    p.add_argument("--to", default=None, help="with export: where to write the safetensors")
     p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (see configs/)")
     p.add_argument("--backbone", default=None, help="tiny (default), vit_b, vit_l or vit_h")
     p.add_argument("--out", dest="out_dir", default=None, help="run folder (checkpoints, metrics.csv, exported weights)")
@@ -25,7 +30,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..train.config import TrainConfig
-    from ..train.loop import plot_metrics, train
+    from ..train.loop import export_checkpoint, plot_metrics, train
+
+    if args.stage == "export":
+        if not args.out_dir:
+            raise InputError("export needs --out RUN_DIR (the folder holding last.pt)")
+        print(f"exported {export_checkpoint(args.out_dir, args.to)}")
+        return 0
 
     overrides = {k: getattr(args, k) for k in ("backbone", "out_dir", "steps", "batch_size", "lr", "frl",
                                                "base_weights", "device", "threads", "seed")}

@@ -223,6 +223,21 @@ def export(model, cfg: TrainConfig, step: int, elapsed: float) -> Path:
     return save_adapter(model, Path(cfg.out_dir) / f"pge_sam_{cfg.backbone}.safetensors", meta)
 
 
+def export_checkpoint(run_dir: str | Path, to: str | Path | None = None) -> Path:
+    """Export a run's ``last.pt`` (possibly mid-training) as safetensors; returns the written path."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(dict(state["config"], out_dir=str(run_dir), device="cpu"))
+    model, _ = build_for(cfg, 0)
+    _trainable(model, cfg).load_state_dict(state["weights"])
+    path = export(model, cfg, int(state["step"]), float(state["elapsed"]))
+    if to is not None:
+        Path(to).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, to)
+        path = Path(to)
+    return path
+
+
 def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
     """Loss and training IoU curves of a run (matplotlib, Agg)."""
     import matplotlib
