@@ -15,6 +15,7 @@ _EXPORTS = {
     "build_model": "pge_sam.models.registry",
     "list_models": "pge_sam.models.registry",
     "DEFAULT_MODEL": "pge_sam.models.registry",
+    "default_model": "pge_sam.models.registry",
     "Session": "pge_sam.session",
     "Change": "pge_sam.session",
     "Predictor": "pge_sam.predictor",

@@ -12,7 +12,7 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 def run_models(args) -> int:
     import json
 
-    from ..models.registry import DEFAULT_MODEL, list_models
+    from ..models.registry import default_model, list_models
 
     rows = list_models()
     if args.json:
@@ -21,7 +21,7 @@ def run_models(args) -> int:
     print(f"{'model':<16} {'backbone':<7} {'weights':<8} where")
     for r in rows:
         where = r["weights"] + (f" + {r['adapter']}" if "adapter" in r else "")
-        mark = " (default)" if r["name"] == DEFAULT_MODEL else ""
+        mark = " (default)" if r["name"] == default_model() else ""
         print(f"{r['name']:<16} {r['backbone']:<7} {'present' if r['present'] else 'missing':<8} {where}{mark}")
     print("\nGet official checkpoints with `pge-sam weights fetch vit_b` (or vit_l, vit_h).")
     return 0

@@ -6,8 +6,9 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default="sam_tiny,pge_sam_tiny",
-                   help="comma-separated model names (see `pge-sam models`); default: sam_tiny,pge_sam_tiny")
+    p.add_argument("--models", default=None,
+                   help="comma-separated model names (see `pge-sam models`); default: sam_tiny and pge_sam_tiny, "
+                        "those whose weights are installed")
     p.add_argument("--no-baseline", action="store_true", help="leave out the random-walker baseline")
     p.add_argument("--quick", action="store_true", help="small subset (about a minute): 2 targets per modality, clean + severity 3")
     p.add_argument("--out", default="bench-out", help="output folder (results.csv, summary.md, *.png); reruns resume")
@@ -33,7 +34,12 @@ def run(args) -> int:
     from ..models.registry import build_model, require_weights
     from ..progress import TqdmProgress
 
-    names = _csv(args.models) or []
+    from ..models.registry import list_models
+
+    if args.models is None:
+        names = [r["name"] for r in list_models() if r["backbone"] == "tiny" and r["present"]]
+    else:
+        names = _csv(args.models) or []
     for name in names:  # unknown names and missing weights fail before any work
         require_weights(name, args.checkpoint, args.adapter if name.startswith("pge_sam_") else None)
     factories = {}

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output label file (.nii.gz, .nrrd, .mha, ...)")
     p.add_argument("--labels-in", default=None, help="existing label file to continue from (never overwritten voxel-wise unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="let new objects overwrite other labels' voxels")
-    p.add_argument("--model", default=None, help="model name (default: pge_sam_tiny); see `pge-sam models`")
+    p.add_argument("--model", default=None, help="model name (default: pge_sam_tiny, or sam_tiny when the adapter is not installed); see `pge-sam models`")
     p.add_argument("--checkpoint", default=None, help="base SAM weights file")
     p.add_argument("--adapter", default=None, help="PGE adapter weights file")
     p.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
@@ -84,7 +84,7 @@ def run(args) -> int:
 
     from ..device import cpu_warning
     from ..io import read_image, write_labels
-    from ..models.registry import DEFAULT_MODEL, build_model
+    from ..models.registry import build_model, default_model
     from ..normalize import Normalization
     from ..progress import TqdmProgress
     from ..session import Session
@@ -101,7 +101,7 @@ def run(args) -> int:
         labels = labels.astype(np.uint16)
     else:
         labels = np.zeros(image.array.shape, np.uint16)
-    model = build_model(args.model or DEFAULT_MODEL, checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
+    model = build_model(args.model or default_model(), checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
     warning = cpu_warning(model.device)
     if warning and model.spec.name != "tiny":
         print(f"warning: {warning}")

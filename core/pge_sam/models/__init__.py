@@ -3,9 +3,9 @@
 from .backbones import BACKBONES, BackboneSpec, build_sam, get_backbone
 from .base import PromptBatch, SegmentationModel
 from .pge import PGESamModel
-from .registry import DEFAULT_MODEL, build_model, list_models, model_names, save_adapter, save_base
+from .registry import DEFAULT_MODEL, build_model, default_model, list_models, model_names, save_adapter, save_base
 
 __all__ = [
     "BACKBONES", "BackboneSpec", "build_sam", "get_backbone", "PromptBatch", "SegmentationModel",
-    "PGESamModel", "DEFAULT_MODEL", "build_model", "list_models", "model_names", "save_adapter", "save_base",
+    "PGESamModel", "DEFAULT_MODEL", "build_model", "default_model", "list_models", "model_names", "save_adapter", "save_base",
 ]

@@ -35,6 +35,11 @@ class ModelInfo:
     backbone: str
 
 
+def default_model() -> str:
+    """The default model: ``pge_sam_tiny`` when its shipped adapter is installed, else ``sam_tiny``."""
+    return DEFAULT_MODEL if adapter_path("tiny").is_file() else "sam_tiny"
+
+
 def parse_name(name: str) -> ModelInfo:
     for variant in ("pge_sam", "sam"):
         prefix = variant + "_"
