@@ -72,6 +72,7 @@ class Controller:
         self.normalization = normalization or Normalization.percentile()
         self.overwrite = bool(overwrite)
         self.image = None
+        self.spacing: tuple[float, ...] | None = None
         self.buffer: np.ndarray | None = None
         self.display: np.ndarray | None = None
         self.session: Session | None = None
@@ -86,15 +87,22 @@ class Controller:
         self._drop_session()
         self.model = model
 
-    def set_image(self, image, display: np.ndarray) -> None:
+    def set_image(self, image, display: np.ndarray, spacing: tuple[float, ...] | None = None) -> None:
         """Segment ``image`` ((Z, Y, X) or (H, W), any array-like) into the caller's ``display`` array.
 
         ``display``: writeable integer numpy array of the image's shape (the
         Labels layer's data); its labels are kept and new ids start above them.
+        ``spacing``: voxel size per image axis (non-square pixels are resampled
+        for the model); ``None`` means isotropic.
         """
         check_image(image, allow_rgb_shape=True)
         self._check_display(display, tuple(image.shape))
+        if spacing is not None:
+            spacing = tuple(float(v) for v in spacing)
+            if len(spacing) != len(image.shape) or not all(np.isfinite(v) and v > 0 for v in spacing):
+                raise InputError(f"spacing must be {len(image.shape)} positive numbers, got {spacing}")
         self._drop_session()
+        self.spacing = spacing
         self.image = image
         self.display = display
         self.buffer = display.copy()
@@ -105,7 +113,7 @@ class Controller:
         """The Labels layer got new data: take it as the labels (the session restarts)."""
         if self.image is None:
             raise NotReadyError("choose an image layer first")
-        self.set_image(self.image, display)
+        self.set_image(self.image, display, self.spacing)
 
     def set_axis(self, axis: int) -> None:
         """Slicing axis of the image (0, 1 or 2 for a volume; always 0 for a 2D image)."""
@@ -153,8 +161,8 @@ class Controller:
             raise NotReadyError("no model loaded yet: wait for it, or press 'Load model'")
         if self.session is None:
             self.session = Session(self.model, self.image, self.buffer, axis=self.axis if self.ndim == 3 else 0,
-                                   normalization=self.normalization, overwrite=self.overwrite,
-                                   prefetch=self.prefetch)
+                                   spacing=self.spacing, normalization=self.normalization,
+                                   overwrite=self.overwrite, prefetch=self.prefetch)
             if self._first_label > self.session.label:
                 self.session.select_object(self._first_label)
         return self.session
@@ -172,7 +180,7 @@ class Controller:
         s = self.ensure_session()
         axis = s.axis
         pred = s.predictor
-        return pred.cache.contains(pred.key(s.slice_u8(index, axis), axis, index), s.disk)
+        return pred.cache.contains(pred.key(s.slice_u8(index, axis), axis, index, s.aspect(axis)), s.disk)
 
     # -- verbs (GUI thread) ------------------------------------------------------------------------------
     def add_point(self, point, positive: bool = True) -> Change:
@@ -272,7 +280,7 @@ class Controller:
     def encode_slice(self, index: int) -> None:
         """Encode slice ``index`` of the slicing axis into the cache (so the next click on it is fast)."""
         s = self.ensure_session()
-        s.predictor.features(s.slice_u8(index, s.axis), s.axis, index, s.disk)
+        s.predictor.features(s.slice_u8(index, s.axis), s.axis, index, s.disk, s.aspect(s.axis))
 
     def focus(self, index: int) -> None:
         """The user looks at slice ``index``: its neighbours are encoded in the background."""

@@ -39,6 +39,17 @@ def convert(coords, source, target) -> np.ndarray:
     return np.array(out).reshape(-1, target.ndim)
 
 
+def voxel_size(layer) -> tuple[float, ...]:
+    """World length of one voxel step along each data axis of ``layer`` (scale, rotate, shear and affine included)."""
+    origin = np.asarray(layer.data_to_world(np.zeros(layer.ndim)), dtype=float)
+    steps = []
+    for d in range(layer.ndim):
+        unit = np.zeros(layer.ndim)
+        unit[d] = 1.0
+        steps.append(float(np.linalg.norm(np.asarray(layer.data_to_world(unit), dtype=float) - origin)))
+    return tuple(steps)
+
+
 def slicing_axis(dims, layer_ndim: int) -> int | None:
     """Data axis of a ``layer_ndim``-D layer that the viewer slices through (``None`` in a 3D view).
 

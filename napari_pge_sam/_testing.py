@@ -1,4 +1,4 @@
-"""A deterministic stand-in predictor for tests of the plugin's geometry (no network weights needed).
+"""Test helpers: a deterministic stand-in predictor, a synthetic volume and the tiny model for CPU tests.
 
 :class:`RegionGrowPredictor` has the interface of
 :class:`pge_sam.predictor.Predictor` (encode = cache the normalised slice;
@@ -11,7 +11,9 @@ shrinks it, propagation fills neighbouring slices) hold exactly:
   4-connected to that seed, restricted to the box when there is one;
 * a negative point removes the pixels nearer to it than to every positive point.
 
-Importing this module imports torch (through ``pge_sam.predictor``); the
+:func:`ellipsoid_volume` is a small synthetic volume and :func:`tiny_model`
+builds ``sam_tiny`` from the shipped weights (random weights when they are
+absent). Importing this module imports torch (through ``pge_sam.predictor``); the
 plugin itself never imports it.
 """
 
@@ -68,10 +70,10 @@ class RegionGrowPredictor(Predictor):
         self._executor = None
         self._prefetch_generation = 0
 
-    def key(self, slice_u8: np.ndarray, axis: int, index: int):
-        return content_hash(slice_u8), int(axis), int(index)
+    def key(self, slice_u8: np.ndarray, axis: int, index: int, aspect: float = 1.0):
+        return content_hash(slice_u8), int(axis), int(index), round(float(aspect), 4)
 
-    def _encode(self, slices, keys, disk=None) -> list[dict]:
+    def _encode(self, slices, keys, disk=None, aspect: float = 1.0) -> list[dict]:
         with self._lock:
             self.encoder_calls += 1
             self.encoded_slices += len(slices)
@@ -83,8 +85,8 @@ class RegionGrowPredictor(Predictor):
         return entries
 
     def decode(self, features: dict, prompts: SlicePrompts, original_size: tuple[int, int],
-               mask_input=None, multimask: bool | None = None) -> Prediction:
-        """Mask (H, W) bool by the rule of the module docstring; ``mask_input`` is ignored."""
+               mask_input=None, multimask: bool | None = None, aspect: float = 1.0) -> Prediction:
+        """Mask (H, W) bool by the rule of the module docstring; ``mask_input`` and ``aspect`` are ignored."""
         with self._lock:
             self.decode_calls += 1
         image = features["image"].astype(np.int16)
@@ -110,3 +112,22 @@ class RegionGrowPredictor(Predictor):
             mask &= d_pos <= d_neg
         logits = np.where(mask, 1.0, -1.0).astype(np.float32)
         return Prediction(mask, logits, None, 1.0)
+
+
+def ellipsoid_volume(shape=(12, 48, 56), value: float = 0.8, background: float = 0.1) -> np.ndarray:
+    """(Z, Y, X) float32 volume: an ellipsoid of ``value`` centred at (5.5, 24, 26) with radii (4.5, 14, 12)."""
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]].astype(np.float32)
+    inside = ((z - 5.5) / 4.5) ** 2 + ((y - 24) / 14) ** 2 + ((x - 26) / 12) ** 2 <= 1
+    return np.where(inside, value, background).astype(np.float32)
+
+
+def tiny_model(seed: int = 0):
+    """``sam_tiny`` on the CPU: the shipped weights when the file exists, else random weights seeded with ``seed``."""
+    import torch
+
+    from pge_sam.models.registry import build_model, shipped_path
+
+    if shipped_path("sam_tiny").is_file():
+        return build_model("sam_tiny", device="cpu")
+    torch.manual_seed(seed)
+    return build_model("sam_tiny", pretrained=False, device="cpu")

@@ -17,7 +17,7 @@ from pge_sam.device import cpu_warning
 from pge_sam.errors import Cancelled, InputError, PgeSamError
 
 from ._controller import Controller, image_array
-from ._layers import PromptLayers, current_index, slicing_axis
+from ._layers import PromptLayers, current_index, slicing_axis, voxel_size
 from ._model_panel import ModelPanel
 from ._panel import Panel
 from ._prompting import PromptingMixin
@@ -133,7 +133,7 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self.image_layer = layer
         self.layers = PromptLayers(self.viewer, layer, tuple(array.shape))
         try:
-            self.controller.set_image(array, self.layers.labels.data)
+            self.controller.set_image(array, self.layers.labels.data, voxel_size(layer))
         except PgeSamError as err:
             self._error(f"{layer.name}: {err}")
             return

@@ -81,6 +81,16 @@ def test_ijk_to_ras_matches_sitk_index_to_physical_point(case):
     np.testing.assert_allclose(ours, ref, atol=1e-9)
 
 
+def test_matrix_from_sitk_lps_geometry_equals_the_ras_one(case):
+    m, img = case
+    np.testing.assert_allclose(g.ijk_to_ras_matrix_from_lps(img.GetOrigin(), img.GetSpacing(), img.GetDirection()),
+                               m, atol=1e-12)
+    with pytest.raises(g.GeometryError, match="9 values"):
+        g.ijk_to_ras_matrix_from_lps(img.GetOrigin(), img.GetSpacing(), img.GetDirection()[:6])
+    with pytest.raises(g.GeometryError, match="3 values"):
+        g.ijk_to_ras_matrix_from_lps(img.GetOrigin()[:2], img.GetSpacing(), img.GetDirection())
+
+
 def test_ras_to_ijk_matches_sitk_continuous_index(case):
     m, img = case
     rng = np.random.default_rng(1)

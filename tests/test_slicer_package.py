@@ -20,7 +20,7 @@ MODULE = EXT / "PGESAM"
 if str(MODULE) not in sys.path:
     sys.path.insert(0, str(MODULE))
 
-from PGESAMLib import SHORTCUTS, deps, shortcut_hint  # noqa: E402
+from PGESAMLib import SHORTCUTS, SLICER_RESERVED_KEYS, deps, shortcut_hint  # noqa: E402
 from PGESAMLib.progress import ProgressRelay  # noqa: E402
 
 SLICER_NAMES = {"slicer", "qt", "vtk", "ctk"}
@@ -79,10 +79,11 @@ def test_pure_lib_imports_and_runs_with_slicer_qt_vtk_ctk_and_torch_blocked():
         sys.meta_path.insert(0, Blocker())
         sys.path.insert(0, {str(MODULE)!r})
         import PGESAMLib
-        from PGESAMLib import deps, geometry, progress, regions
+        from PGESAMLib import deps, driver, geometry, progress, regions
         import numpy as np
         m = geometry.ijk_to_ras_matrix((1, 2, 3), (1, 1, 2), np.eye(3))
         assert geometry.ijk_to_kji_index(geometry.ras_to_ijk((1, 2, 7), m), (5, 5, 5)).tolist() == [[2, 0, 0]]
+        assert driver.VolumeGeometry(m, (5, 5, 5)).world_to_index((1, 2, 7)).tolist() == [[2, 0, 0]]
         assert not [n for n in sys.modules if n.split(".")[0] in BLOCKED]
         # find_spec consults the finders, so lift the blocker: checking must still import nothing heavy
         sys.meta_path.pop(0)
@@ -204,12 +205,55 @@ def test_ui_file_has_every_widget_and_parameter_the_code_uses():
     assert all(bound[f] == "qMRMLNodeComboBox" for f in fields - {"modelName", "device"})
 
 
-def test_shortcuts_are_shown_in_widget_and_readme():
+def widget_class() -> ast.ClassDef:
+    return next(n for n in parse(MODULE / "PGESAM.py").body if isinstance(n, ast.ClassDef) and n.name == "PGESAMWidget")
+
+
+def test_shortcuts_are_shown_in_widget_ui_and_readme_and_call_widget_methods():
     hint = shortcut_hint()
     readme = (EXT / "README.md").read_text()
-    for key, action in SHORTCUTS:
+    ui = ET.parse(MODULE / "Resources" / "UI" / "PGESAM.ui").getroot()
+    label = next(w for w in ui.iter("widget") if w.get("name") == "shortcutsLabel")
+    assert label.find("property/string").text == hint  # the .ui lists them too, not only the code
+    methods = {f.name for f in widget_class().body if isinstance(f, ast.FunctionDef)}
+    assert {s.key for s in SHORTCUTS} >= {"I", "E", "Ctrl+Z", "N", "P"}
+    for key, action, method in SHORTCUTS:
         assert f"{key}: {action}" in hint
         assert f"| `{key}` | {action} |" in readme
+        assert method in methods, method
+    assert len({s.key.lower() for s in SHORTCUTS}) == len(SHORTCUTS)
+
+
+def test_shortcuts_avoid_slicer_keys_and_live_on_the_module_panel():
+    reserved = {k.lower() for k in SLICER_RESERVED_KEYS}
+    assert not {s.key.lower() for s in SHORTCUTS} & reserved
+    body = {f.name: f for f in widget_class().body if isinstance(f, ast.FunctionDef)}
+    created = [n for n in ast.walk(body["_createShortcuts"]) if isinstance(n, ast.Call)
+               and ast.unparse(n.func) == "qt.QShortcut"]
+    assert [ast.unparse(a) for c in created for a in c.args] == ["self.parent"]  # not the main window
+    assert "mainWindow" not in ast.unparse(widget_class())
+    assert "_enableShortcuts(True)" in ast.unparse(body["enter"])
+    assert "_enableShortcuts(False)" in ast.unparse(body["exit"])
+    assert "_deleteShortcuts()" in ast.unparse(body["cleanup"])
+
+
+def test_logic_maps_its_verbs_onto_the_driver_and_passes_spacing_in_core_order():
+    logic = parse(MODULE / "PGESAMSlicerLib" / "logic.py")
+    cls = next(n for n in logic.body if isinstance(n, ast.ClassDef) and n.name == "PGESAMLogic")
+    methods = {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef)}
+
+    def driver_calls(name):
+        return {n.func.attr for n in ast.walk(methods[name]) if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute) and ast.unparse(n.func.value).endswith("driver")}
+
+    expected = {"addPoint": {"add_point"}, "addBox": {"add_box"}, "undo": {"undo"}, "clear": {"clear"},
+                "propagate": {"propagate"}, "precompute": {"precompute"}, "nextSegment": {"next_object"}}
+    assert {name: driver_calls(name) for name in expected} == expected
+    session = next(n for n in ast.walk(methods["startSession"]) if isinstance(n, ast.Call)
+                   and ast.unparse(n.func) == "Session")
+    keywords = {k.arg: ast.unparse(k.value) for k in session.keywords}
+    assert keywords["spacing"].endswith(".spacing_zyx")
+    assert "driver.SessionDriver" in ast.unparse(methods["startSession"])
 
 
 # ---- dependencies (deps.py) ------------------------------------------------------------------
@@ -282,3 +326,14 @@ def test_progress_relay_counts_clamps_and_cancels():
     with pytest.raises(ValueError, match=">= 0"):
         relay.start(-2)
     assert ProgressRelay().fraction == 0.0
+
+
+def test_restart_is_asked_for_only_when_an_installed_package_was_already_loaded():
+    steps = deps.pip_install_steps(list(deps.REQUIREMENTS), cuda=False, platform="linux")
+    assert deps.restart_required(steps, ["numpy", "slicer.util"]) == []  # a first install: nothing loaded
+    assert deps.restart_required(steps, ["torch._C", "numpy"]) == ["torch"]
+    only_core = deps.pip_install_steps([deps.REQUIREMENTS[3]], cuda=False, platform="linux")
+    assert deps.restart_required(only_core, ["torch", "pge_sam"]) == ["pge-sam"]  # torch was not reinstalled
+    message = deps.restart_message(["torch"])
+    assert "torch" in message and "Restart Slicer" in message
+    assert "restarted" in deps.describe_install(steps, cuda=False)

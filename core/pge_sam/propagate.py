@@ -46,6 +46,8 @@ class PropagationConfig:
             raise InputError(f"propagation prompt must be a non-empty subset of {PROMPT_KINDS}, got {self.prompt}")
         if self.direction not in ("both", "forward", "backward"):
             raise InputError(f"direction must be 'both', 'forward' or 'backward', got {self.direction!r}")
+        if self.min_area < 1:
+            raise InputError(f"min_area must be at least 1 pixel (an empty mask always stops propagation), got {self.min_area}")
         if not 0.0 <= self.iou_threshold < 1.0:
             raise InputError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
 

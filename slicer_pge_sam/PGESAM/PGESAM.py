@@ -16,6 +16,7 @@ update so the bar repaints and Cancel works; MRML is not thread-safe.
 """
 
 import logging
+import sys
 import traceback
 
 import qt
@@ -87,19 +88,20 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.clearButton.connect("clicked(bool)", self.onClear)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.cancelButton.enabled = False
+        self._createShortcuts()
         self.initializeParameterNode()
 
     def cleanup(self):
-        self._removeShortcuts()
+        self._deleteShortcuts()
         self.removeObservers()
 
     def enter(self):
         self._missing = None
         self.initializeParameterNode()
-        self._installShortcuts()
+        self._enableShortcuts(True)
 
     def exit(self):
-        self._removeShortcuts()
+        self._enableShortcuts(False)
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
@@ -244,9 +246,17 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._prompts.append((caller, None))
             self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
 
+    def placeIncludePoints(self):
+        """Start placing include points (shortcut I)."""
+        self._startPlacing(True)
+
+    def placeExcludePoints(self):
+        """Start placing exclude points (shortcut E)."""
+        self._startPlacing(False)
+
     def _startPlacing(self, include):
         p = self._parameterNode
-        if p is None:
+        if p is None or self._busy():
             return
         attribute = "includePoints" if include else "excludePoints"
         if getattr(p, attribute) is None:
@@ -269,10 +279,20 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         cuda = deps.cuda_driver_present()
         if not slicer.util.confirmOkCancelDisplay(deps.describe_install(deps.pip_install_steps(missing, cuda), cuda)):
             return False
-        with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
-            self.logic.installDependencies(cuda)
+        loadedBefore = set(sys.modules)
+        steps = []
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
+                steps = self.logic.installDependencies(cuda)
+        except Exception:  # already shown to the user by tryWithErrorDisplay
+            logging.error(traceback.format_exc())
         self._missing = None
         self._updateStatus()
+        stale = deps.restart_required(steps, loadedBefore)
+        if stale:  # an older version is still loaded in this process
+            slicer.util.infoDisplay(deps.restart_message(stale))
+            self._updateStatus(_("Restart Slicer to finish installing {names}.").format(names=", ".join(stale)))
+            return False
         return not self._missing
 
     def onUndo(self):
@@ -346,18 +366,31 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.maximum = max(total, 1)
         self.ui.progressBar.value = done
 
-    def _installShortcuts(self):
-        self._removeShortcuts()
-        actions = {"I": lambda: self._startPlacing(True), "E": lambda: self._startPlacing(False),
-                   "U": self.onUndo, "N": self.onNextSegment}
-        for key, _description in SHORTCUTS:
-            shortcut = qt.QShortcut(slicer.util.mainWindow())
-            shortcut.setKey(qt.QKeySequence(key))
-            shortcut.connect("activated()", actions[key])
-            self._shortcuts.append((shortcut, actions[key]))
+    # -- keyboard shortcuts ------------------------------------------------------------------
+    def _createShortcuts(self):
+        """One QShortcut per ``PGESAMLib.SHORTCUTS`` entry, parented to this module's panel.
 
-    def _removeShortcuts(self):
+        Qt's default window context makes a shortcut fire wherever the focus is in the main
+        window (a slice view included), but only while its parent widget is visible, i.e. while
+        the PGE-SAM panel is shown. They are also disabled in ``exit``. None of the keys is one
+        that Slicer binds (``PGESAMLib.SLICER_RESERVED_KEYS``), so no Slicer shortcut is replaced.
+        """
+        self._deleteShortcuts()
+        for entry in SHORTCUTS:
+            shortcut = qt.QShortcut(self.parent)
+            shortcut.setKey(qt.QKeySequence(entry.key))
+            shortcut.setEnabled(False)
+            callback = getattr(self, entry.method)
+            shortcut.connect("activated()", callback)
+            self._shortcuts.append((shortcut, callback))
+
+    def _enableShortcuts(self, enabled):
+        for shortcut, _callback in self._shortcuts:
+            shortcut.setEnabled(enabled)
+
+    def _deleteShortcuts(self):
         for shortcut, callback in self._shortcuts:
             shortcut.disconnect("activated()", callback)
             shortcut.setParent(None)
+            shortcut.deleteLater()
         self._shortcuts = []

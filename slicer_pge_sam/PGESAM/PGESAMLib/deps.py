@@ -177,5 +177,31 @@ def describe_install(steps: Sequence[Sequence[str]], cuda: bool) -> str:
     lines += ["  pip install " + " ".join(step) for step in steps]
     lines.append("An NVIDIA driver was found: CUDA builds of torch will be used." if cuda
                  else "No NVIDIA driver was found: CPU builds of torch will be used (slower).")
-    lines.append("Slicer may be unresponsive during the download. Install now?")
+    lines.append("Slicer may be unresponsive during the download. You are told if Slicer must be restarted "
+                 "afterwards (only when one of these packages was already loaded). Install now?")
     return "\n".join(lines)
+
+
+def restart_required(steps: Sequence[Sequence[str]], loaded_modules: Iterable[str]) -> list[str]:
+    """Packages an install plan (re)installs whose module Slicer had already imported before it ran.
+
+    Python keeps the old version of an imported module until Slicer restarts
+    (e.g. a torch that another extension loaded). The module never imports its
+    dependencies before they are installed, so on a first install this is empty.
+
+    Args:
+        steps: the :func:`pip_install_steps` that were run.
+        loaded_modules: names in ``sys.modules`` *before* the install ran.
+
+    Returns:
+        distribution names (e.g. ``["torch"]``); non-empty means "restart Slicer".
+    """
+    specifiers = {arg for step in steps for arg in step}
+    loaded = {name.split(".", 1)[0] for name in loaded_modules}
+    return [r.distribution for r in REQUIREMENTS if r.specifier in specifiers and r.import_name in loaded]
+
+
+def restart_message(stale: Sequence[str]) -> str:
+    """Text shown after an install when :func:`restart_required` is non-empty."""
+    return (f"{', '.join(stale)} had already been loaded by Slicer before the new version was installed. "
+            "Restart Slicer (File > Exit, then start it again) before using PGE-SAM.")

@@ -111,6 +111,29 @@ def ijk_to_ras_matrix(origin_ras: Sequence[float], spacing: Sequence[float],
     return _as_matrix4(m, "IJK-to-RAS matrix")
 
 
+def ijk_to_ras_matrix_from_lps(origin_lps: Sequence[float], spacing: Sequence[float],
+                               direction_lps: object) -> np.ndarray:
+    """Build the 4x4 IJK->RAS matrix from ITK/SimpleITK/DICOM geometry, which is in LPS.
+
+    Args:
+        origin_lps: (3,) LPS position (mm) of voxel (0, 0, 0) (``image.GetOrigin()``).
+        spacing: (3,) voxel size (mm) along I, J, K (``image.GetSpacing()``).
+        direction_lps: (9,) row-major or (3, 3) direction matrix whose columns
+            are the LPS directions of I, J, K (``image.GetDirection()``).
+
+    Returns:
+        (4, 4) float64 IJK->RAS matrix: ``RAS = diag(-1, -1, 1) @ LPS`` applied
+        to the origin and to each direction column.
+    """
+    d = np.asarray(direction_lps, dtype=np.float64)
+    if d.size != 9:
+        raise GeometryError(f"direction_lps needs 9 values (a 3x3 matrix), got {d.size}.")
+    o = np.asarray(origin_lps, dtype=np.float64).reshape(-1)
+    if o.shape != (3,):
+        raise GeometryError(f"origin_lps needs 3 values, got {o.shape[0]}.")
+    return ijk_to_ras_matrix(LPS_TO_RAS @ o, spacing, LPS_TO_RAS @ d.reshape(3, 3))
+
+
 def ijk_to_world_matrix(ijk_to_ras: object, parent_to_world: object | None = None) -> np.ndarray:
     """Compose ``parent_to_world @ ijk_to_ras``: (4, 4) float64 IJK -> world RAS."""
     m = _as_matrix4(ijk_to_ras, "ijk_to_ras")

@@ -20,7 +20,7 @@ from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLSca
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from PGESAMLib import DEVICE_CHOICES, MODEL_CHOICES, deps, geometry, regions
+from PGESAMLib import DEVICE_CHOICES, MODEL_CHOICES, deps, driver, geometry
 
 INCLUDE_COLOR = (0.2, 0.9, 0.2)
 EXCLUDE_COLOR = (0.95, 0.2, 0.2)
@@ -40,20 +40,34 @@ class PGESAMParameterNode:
 
 
 class _SessionState:
-    """A core session bound to one volume node and one segmentation node."""
+    """A core session (wrapped in a ``SessionDriver``) bound to one volume node and one segmentation node."""
 
-    def __init__(self, session, labels, volumeNode, segmentationNode, key):
-        self.session = session
-        self.labels = labels  # uint16 (K, J, I), owned by us, written by the core
+    def __init__(self, driver, volumeNode, segmentationNode, key):
+        self.driver = driver  # PGESAMLib.driver.SessionDriver: world RAS prompts -> core verbs -> region plans
         self.volumeNode = volumeNode
         self.segmentationNode = segmentationNode
         self.key = key  # (volume id, segmentation id, model, device)
         self.segmentIds = {}  # label id -> segment id
-        self.currentLabel = None
+
+    @property
+    def session(self):
+        return self.driver.session
+
+    @property
+    def labels(self):
+        return self.driver.labels  # uint16 (K, J, I), owned by us, written by the core
+
+    @property
+    def currentLabel(self):
+        return self.driver.label
 
 
 class PGESAMLogic(ScriptedLoadableModuleLogic):
-    """Turns MRML nodes into core session calls and writes changed regions back. Never opens dialogs."""
+    """Turns MRML nodes into core session calls and writes changed regions back. Never opens dialogs.
+
+    The RAS -> voxel -> core-verb mapping is ``PGESAMLib.driver.SessionDriver`` (tested outside
+    Slicer); this class only reads matrices from MRML nodes and writes region plans into segments.
+    """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -66,13 +80,18 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
     # -- dependencies ------------------------------------------------------------------------
     @staticmethod
     def installDependencies(cuda=None):
-        """pip-install the missing pinned packages (main thread only); raises if some are still missing."""
-        for step in deps.pip_install_steps(deps.missing_requirements(), cuda):
+        """pip-install the missing pinned packages (main thread only); returns the pip argument lists run.
+
+        Raises ``MissingDependenciesError`` if some are still missing afterwards.
+        """
+        steps = deps.pip_install_steps(deps.missing_requirements(), cuda)
+        for step in steps:
             slicer.util.pip_install(step)
         importlib.invalidate_caches()  # let find_spec see the new site-packages entries
         missing = deps.missing_requirements()
         if missing:
             raise deps.MissingDependenciesError(missing)
+        return steps
 
     # -- geometry ----------------------------------------------------------------------------
     @staticmethod
@@ -91,10 +110,23 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         transformNode.GetMatrixTransformToWorld(p)
         return slicer.util.arrayFromVTKMatrix(m), slicer.util.arrayFromVTKMatrix(p)
 
+    @classmethod
+    def volumeGeometryOf(cls, volumeNode):
+        """``driver.VolumeGeometry`` of a volume node: IJK->RAS, parent transform and (K, J, I) shape."""
+        ijkToRas, parentToWorld = cls.volumeGeometry(volumeNode)
+        if volumeNode.GetImageData() is None:
+            raise ValueError(f"Volume '{volumeNode.GetName()}' has no voxels; load or select another volume.")
+        dims = volumeNode.GetImageData().GetDimensions()  # (I, J, K)
+        return driver.VolumeGeometry(ijkToRas, tuple(dims[::-1]), parentToWorld)
+
+    @staticmethod
+    def sliceToRas(sliceNode):
+        """(4, 4) SliceToRAS matrix of a slice node (column 2 is the view normal)."""
+        return slicer.util.arrayFromVTKMatrix(sliceNode.GetSliceToRAS())
+
     def sliceAxis(self, sliceNode, volumeNode):
         """KJI array axis shown by a slice view (raises ObliqueViewError for oblique views)."""
-        sliceToRas = slicer.util.arrayFromVTKMatrix(sliceNode.GetSliceToRAS())
-        return geometry.slice_axis_for_view(sliceToRas, *self.volumeGeometry(volumeNode))
+        return geometry.slice_axis_for_view(self.sliceToRas(sliceNode), *self.volumeGeometry(volumeNode))
 
     # -- session -----------------------------------------------------------------------------
     def startSession(self, volumeNode, segmentationNode, modelName=MODEL_CHOICES[0], device="auto"):
@@ -117,38 +149,35 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         segmentationNode.CreateDefaultDisplayNodes()
         volume = np.array(slicer.util.arrayFromVolume(volumeNode))  # (K, J, I) copy, safe from VTK reallocation
         labels = np.zeros(volume.shape, np.uint16)
+        volumeGeometry = self.volumeGeometryOf(volumeNode)
+        # Spacing in core (Z, Y, X) == (K, J, I) order: the core resamples non-square pixels with it.
         session = Session(self._models[(modelName, device)], volume, labels, axis=0,
-                          spacing=geometry.kji_spacing(*self.volumeGeometry(volumeNode)),
-                          normalization=Normalization.percentile(0.5, 99.5))
+                          spacing=volumeGeometry.spacing_zyx,
+                          normalization=Normalization.percentile(*driver.NORMALIZATION_PERCENTILES))
         key = (volumeNode.GetID(), segmentationNode.GetID(), modelName, device)
-        self.state = _SessionState(session, labels, volumeNode, segmentationNode, key)
-        self.state.currentLabel = int(session.label)
+        self.state = _SessionState(driver.SessionDriver(session, volumeGeometry), volumeNode, segmentationNode, key)
         return self.state
 
     def endSession(self):
+        if self.state is not None:
+            self.state.session.close()  # drop pending background prefetches
         self.state = None
 
     def _requireState(self):
         if self.state is None:
             raise RuntimeError("No PGE-SAM session: select a volume and a segmentation, then place a prompt.")
-        dims = self.state.volumeNode.GetImageData().GetDimensions()
-        if tuple(dims[::-1]) != self.state.labels.shape:
-            raise RuntimeError("The volume's size changed since the session started; start a new session.")
-        if self.state.segmentationNode.GetTransformNodeID() != self.state.volumeNode.GetTransformNodeID():
+        state = self.state
+        if state.segmentationNode.GetTransformNodeID() != state.volumeNode.GetTransformNodeID():
             raise RuntimeError("The segmentation is no longer under the volume's transform; "
                                "put both under the same transform.")
-        return self.state
+        # The volume may have been moved since the session started; the driver refuses a new shape or spacing.
+        state.driver.set_volume(self.volumeGeometryOf(state.volumeNode))
+        return state
 
     def addPoint(self, positionWorld, include, sliceNode):
         """Add an include/exclude point (world RAS, mm) clicked in ``sliceNode``; returns the core Change."""
         state = self._requireState()
-        axis = self.sliceAxis(sliceNode, state.volumeNode)
-        ijk = geometry.ras_to_ijk(positionWorld, *self.volumeGeometry(state.volumeNode))
-        kji = geometry.ijk_to_kji_index(ijk, state.labels.shape)[0]
-        self._useAxis(state, axis)
-        change = state.session.add_point(geometry.kji_to_zyx(kji), positive=bool(include), axis=axis)
-        self._writeChange(change)
-        return change
+        return self._write(state.driver.add_point(positionWorld, bool(include), self.sliceToRas(sliceNode)))
 
     def addBox(self, roiNode, sliceNode=None):
         """Add the ROI as a 2D box prompt on the slice through its centre (view axis, or its thinnest axis)."""
@@ -161,58 +190,42 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
             column = [0.0] * 3
             roiNode.GetAxisWorld(n, column)
             axes[:, n] = column
-        corners = geometry.ras_to_ijk(geometry.box_corners(center, axes, size), *self.volumeGeometry(state.volumeNode))
-        cornersKji = corners[:, ::-1]
-        axis = self.sliceAxis(sliceNode, state.volumeNode) if sliceNode else geometry.thinnest_axis(cornersKji)
-        start, stop = geometry.box_from_kji_corners(cornersKji, axis, state.labels.shape)
-        self._useAxis(state, axis)
-        change = state.session.add_box(start, stop, axis=axis)
-        self._writeChange(change)
-        return change
-
-    @staticmethod
-    def _useAxis(state, axis):
-        """Propagation and precompute follow the axis of the latest prompt's view."""
-        if state.session.axis != axis:
-            state.session.set_axis(axis)
+        corners = geometry.box_corners(center, axes, size)
+        return self._write(state.driver.add_box(corners, self.sliceToRas(sliceNode) if sliceNode else None))
 
     def undo(self):
         """Undo the last prompt, propagation or clear; returns the core Change or None."""
-        change = self._requireState().session.undo()
-        if change is not None:
-            self._writeChange(change)
-        return change
+        return self._write(self._requireState().driver.undo())
 
     def clear(self):
         """Remove the current object's prompts and voxels (undoable)."""
-        return self._writeChange(self._requireState().session.reset_object())
+        return self._write(self._requireState().driver.clear())
 
     def propagate(self, progress=None):
         """Propagate the current object along the session axis; a cancel keeps the slices done (``change.cancelled``)."""
-        return self._writeChange(self._requireState().session.propagate(progress=progress))
+        return self._write(self._requireState().driver.propagate(progress))
 
     def precompute(self, progress=None, sliceNode=None):
         """Encode every slice along the axis shown by ``sliceNode`` (default: the session axis); returns the count."""
         state = self._requireState()
-        if sliceNode is not None:
-            self._useAxis(state, self.sliceAxis(sliceNode, state.volumeNode))
-        return state.session.precompute(progress=progress)
+        return state.driver.precompute(progress, self.sliceToRas(sliceNode) if sliceNode is not None else None)
 
     def nextSegment(self):
         """Start a new object; returns the id of its (new, empty) segment."""
         state = self._requireState()
-        state.currentLabel = int(state.session.next_object())
-        return self._segmentId(state.currentLabel)
+        return self._segmentId(state.driver.next_object())
 
     # -- write-back --------------------------------------------------------------------------
-    def _writeChange(self, change):
-        """Write the box a core Change reports (``bbox`` None: nothing changed); returns the Change."""
+    def _write(self, edit):
+        """Write an ``Edit``'s region plan (``None``: nothing changed) into the segments; returns the core Change."""
         state = self.state
-        state.currentLabel = int(state.session.label)
-        bbox = regions.bbox_from_change(change, state.labels.shape)
-        if bbox is not None:
-            self._writeRegion(bbox, int(change.label))
-        return change
+        plan = edit.update
+        if plan is not None:
+            # Segments exist for labels written before; a label gets its first segment once it has voxels.
+            segmentIds = {label: self._segmentId(label) for label, mask in plan.masks.items()
+                          if label in state.segmentIds or mask.any()}
+            self.writeRegion(state.volumeNode, state.segmentationNode, plan, segmentIds)
+        return edit.change
 
     def _segmentId(self, label):
         state = self.state
@@ -226,17 +239,6 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
             segmentId = segmentation.AddEmptySegment("", name)
             state.segmentIds[label] = segmentId
         return segmentId
-
-    def _writeRegion(self, bbox, changedLabel):
-        """Rewrite, inside ``bbox``, every segment this session owns plus the changed and current labels."""
-        state = self.state
-        labelIds = set(state.segmentIds) | {label for label in (changedLabel, state.currentLabel) if label}
-        plan = regions.plan_region_update(state.labels, bbox, labelIds)
-        if plan is None:
-            return
-        segmentIds = {label: self._segmentId(label) for label, mask in plan.masks.items()
-                      if label in state.segmentIds or mask.any()}
-        self.writeRegion(state.volumeNode, state.segmentationNode, plan, segmentIds)
 
     @staticmethod
     def writeRegion(volumeNode, segmentationNode, plan, segmentIds):

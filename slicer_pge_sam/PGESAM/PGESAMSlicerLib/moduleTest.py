@@ -31,7 +31,8 @@ class PGESAMTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         for test in (self.test_WorldToVoxelMatchesSlicer, self.test_SliceAxisFollowsViewOrientation,
-                     self.test_RegionWriteBackKeepsGeometryAndOutside, self.test_PointPromptsOnMRHead):
+                     self.test_RegionWriteBackKeepsGeometryAndOutside, self.test_ShortcutsLiveOnTheModulePanel,
+                     self.test_PointPromptsOnMRHead):
             self.setUp()
             test()
 
@@ -116,6 +117,23 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         np.testing.assert_array_equal(result, expected)
         self._assertSegmentGeometry(segmentationNode, segmentId, volume)
 
+    def test_ShortcutsLiveOnTheModulePanel(self):
+        """One QShortcut per PGESAMLib.SHORTCUTS entry, parented to the module panel, enabled only while shown."""
+        import qt
+
+        from PGESAMLib import SHORTCUTS
+
+        self.delayDisplay("Keyboard shortcuts")
+        slicer.util.selectModule("PGESAM")
+        widget = slicer.modules.pgesam.widgetRepresentation().self()
+        shortcuts = [shortcut for shortcut, _callback in widget._shortcuts]
+        self.assertEqual([s.key().toString() for s in shortcuts],
+                         [qt.QKeySequence(entry.key).toString() for entry in SHORTCUTS])
+        self.assertTrue(all(s.parent() == widget.parent for s in shortcuts))
+        self.assertTrue(all(s.enabled for s in shortcuts))
+        slicer.util.selectModule("Data")
+        self.assertFalse(any(s.enabled for s in shortcuts))
+
     def _assertSegmentGeometry(self, segmentationNode, segmentId, volume):
         image = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
         imageToWorld, ijkToRas = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
@@ -139,7 +157,10 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         volume = SampleData.SampleDataLogic().downloadMRHead()
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
         logic = PGESAMLogic()
-        logic.startSession(volume, segmentationNode, "pge_sam_tiny", "cpu")
+        from pge_sam import default_model  # pge_sam_tiny when its adapter is installed, else sam_tiny
+
+        logic.startSession(volume, segmentationNode, default_model(), "cpu")
+        np.testing.assert_allclose(logic.state.session.spacing, volume.GetSpacing()[::-1], rtol=1e-9)  # (Z, Y, X)
         shape = logic.state.labels.shape
         ijkToRas, parentToWorld = PGESAMLogic.volumeGeometry(volume)
 

@@ -1,0 +1,231 @@
+"""The plugin's Qt-free parts: controller verbs, label buffers, coordinate conversion (no viewer, no display).
+
+Geometric assertions (mask around the click, negative click shrinks it,
+propagation fills neighbours) use the deterministic stand-in predictor of
+``napari_pge_sam._testing``; the interim tiny weights do not segment yet. The
+real ``sam_tiny`` (shipped weights if present, else random) runs the same
+verbs where only bookkeeping is checked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_pge_sam._controller import Controller, NotReadyError, image_array
+from napari_pge_sam._testing import RegionGrowPredictor, ellipsoid_volume, tiny_model
+from pge_sam.errors import InputError, PromptError
+from pge_sam.progress import RecordingProgress
+
+CENTRE = (6.0, 24.0, 26.0)  # inside the ellipsoid of ellipsoid_volume()
+
+
+@pytest.fixture
+def ctrl():
+    """A controller over the (12, 48, 56) ellipsoid volume with the stand-in predictor; display is uint16 zeros."""
+    c = Controller(RegionGrowPredictor(), prefetch=0)
+    c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
+    return c
+
+
+def test_click_writes_a_mask_around_it_on_its_slice_only(ctrl):
+    change = ctrl.add_point(CENTRE)
+    d = ctrl.display
+    assert change.slices == (6,) and change.label == 1
+    assert d[6, 24, 26] == 1
+    assert (d[6] == 1).sum() == change.voxels > 100
+    assert not np.delete(d, 6, axis=0).any()
+    # the mask stays inside the ellipsoid (the stand-in follows intensity)
+    assert (ellipsoid_volume()[6][d[6] == 1] > 0.5).all()
+
+
+def test_negative_click_shrinks_and_undo_restores_mask_and_marks(ctrl):
+    ctrl.add_point(CENTRE)
+    before = ctrl.display.copy()
+    ctrl.add_point((6.0, 24.0, 34.0), positive=False)
+    assert 0 < (ctrl.display == 1).sum() < (before == 1).sum()
+    assert [m.positive for m in ctrl.marks] == [True, False]
+    change = ctrl.undo()
+    assert change is not None and change.label == 1
+    np.testing.assert_array_equal(ctrl.display, before)
+    assert [m.positive for m in ctrl.marks] == [True]
+    ctrl.undo()
+    assert not ctrl.display.any() and ctrl.marks == []
+    assert ctrl.undo() is None
+
+
+def test_box_prompt_is_clipped_and_replaces_the_previous_box(ctrl):
+    change = ctrl.add_box((6.0, 14.0, 16.0), (6.0, 34.0, 80.0))  # x beyond the image: clipped to 55
+    assert change.voxels > 0 and ctrl.display[6, 24, 26] == 1
+    assert ctrl.marks[-1].coords[1][2] == 55.0
+    ctrl.add_box((6.0, 20.0, 20.0), (6.0, 28.0, 32.0))
+    assert [m.kind for m in ctrl.marks] == ["box"]  # one box per slice and object
+    rows, cols = np.nonzero(ctrl.display[6] == 1)
+    assert rows.min() >= 20 and rows.max() <= 28 and cols.min() >= 20 and cols.max() <= 32
+    with pytest.raises(PromptError, match="outside"):
+        ctrl.add_box((6.0, 60.0, 60.0), (6.0, 70.0, 70.0))
+
+
+def test_next_object_gets_a_new_id_and_never_paints_over_the_first(ctrl):
+    ctrl.add_point(CENTRE)
+    first = ctrl.display.copy()
+    assert ctrl.next_object() == 2
+    ctrl.add_point((6.0, 5.0, 5.0))  # background: its region surrounds object 1
+    assert ctrl.display[6, 5, 5] == 2
+    np.testing.assert_array_equal(ctrl.display[first == 1], 1)
+    # undo of object 2's only prompt, then once more: back to object 1
+    ctrl.undo()
+    assert ctrl.label == 2 and not (ctrl.display == 2).any()
+    ctrl.undo()
+    assert ctrl.label == 1 and not ctrl.display.any()
+
+
+def test_overwrite_is_opt_in(ctrl):
+    ctrl.display[6, 20:28, 20:30] = 9  # another object, painted by the user
+    ctrl.add_point(CENTRE)
+    assert (ctrl.display[6, 20:28, 20:30] == 9).all()
+    ctrl.set_overwrite(True)
+    ctrl.add_point((6.0, 24.0, 32.0))
+    assert (ctrl.display[6, 20:28, 20:30] == ctrl.label).any()
+
+
+def test_user_painting_between_clicks_is_kept(ctrl):
+    ctrl.add_point(CENTRE)
+    ctrl.display[6, 22:27, 28:33] = 7  # painted in napari over object 1, where the next click changes it
+    ctrl.add_point((6.0, 24.0, 34.0), positive=False)
+    assert (ctrl.display[6, 22:27, 28:33] == 7).all()
+    assert (ctrl.buffer == ctrl.display).all()
+
+
+def test_accept_commits_the_object(ctrl):
+    ctrl.add_point(CENTRE)
+    assert ctrl.accept() == 2
+    assert ctrl.marks == [] and not ctrl.can_undo
+    assert ctrl.undo() is None and ctrl.display[6, 24, 26] == 1
+
+
+def test_clear_removes_object_and_undo_brings_it_back(ctrl):
+    ctrl.add_point(CENTRE)
+    before = ctrl.display.copy()
+    ctrl.clear()
+    assert not ctrl.display.any() and ctrl.marks == []
+    ctrl.undo()
+    np.testing.assert_array_equal(ctrl.display, before)
+    assert len(ctrl.marks) == 1
+
+
+def test_propagation_fills_neighbours_in_the_buffer_until_pushed(ctrl):
+    ctrl.add_point(CENTRE)
+    ctrl.begin_propagation()
+    change = ctrl.propagate(RecordingProgress())
+    assert {5, 7, 3, 9} <= set(change.slices)
+    assert not ctrl.display[5].any()  # workers write the session buffer only
+    ctrl.push(change)
+    for z in (3, 5, 7, 9):
+        assert ctrl.display[z, 24, 26] == 1
+    ctrl.undo()
+    assert set(np.flatnonzero(ctrl.display.any(axis=(1, 2)))) == {6}
+
+
+def test_cancelled_propagation_keeps_what_was_done(ctrl):
+    ctrl.add_point(CENTRE)
+    ctrl.begin_propagation()
+    change = ctrl.propagate(RecordingProgress(cancel_after=2))
+    assert change.cancelled and len(change.slices) == 2
+
+
+def test_propagation_needs_a_prompt_and_a_volume(ctrl):
+    with pytest.raises(InputError, match="no prompt"):
+        ctrl.begin_propagation()
+    flat = Controller(RegionGrowPredictor(), prefetch=0)
+    flat.set_image(ellipsoid_volume()[6], np.zeros((48, 56), np.uint16))
+    flat.add_point((24.0, 26.0))
+    with pytest.raises(InputError, match="3D"):
+        flat.begin_propagation()
+
+
+def test_slicing_axis_changes_where_a_click_lands(ctrl):
+    ctrl.set_axis(2)
+    change = ctrl.add_point(CENTRE)
+    assert change.axis == 2 and change.slices == (26,)
+    assert ctrl.display[:, :, 26].any() and not ctrl.display[:, :, 25].any()
+
+
+def test_off_image_point_is_refused_without_touching_labels(ctrl):
+    ctrl.add_point(CENTRE)
+    before = ctrl.display.copy()
+    with pytest.raises(PromptError, match="outside"):
+        ctrl.add_point((6.0, 60.0, 10.0))
+    np.testing.assert_array_equal(ctrl.display, before)
+    assert len(ctrl.marks) == 1
+
+
+def test_not_ready_errors_say_what_is_missing():
+    c = Controller(None)
+    with pytest.raises(NotReadyError, match="image"):
+        c.ensure_session()
+    c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
+    with pytest.raises(NotReadyError, match="model"):
+        c.add_point(CENTRE)
+
+
+def test_existing_labels_are_kept_and_new_ids_start_above_them():
+    display = np.zeros((12, 48, 56), np.uint16)
+    display[0, :4, :4] = 5
+    c = Controller(RegionGrowPredictor(), prefetch=0)
+    c.set_image(ellipsoid_volume(), display)
+    assert c.label == 6
+    c.add_point(CENTRE)
+    assert display[6, 24, 26] == 6 and (display[0, :4, :4] == 5).all()
+
+
+@pytest.mark.parametrize("data, kwargs, match", [
+    (np.zeros((8, 8, 3)), {"rgb": True}, "RGB"),
+    (np.zeros((2, 3, 8, 8)), {}, "2D"),
+    (np.zeros((0, 8, 8)), {}, "empty"),
+    (np.zeros((8, 8), complex), {}, "dtype"),
+])
+def test_unusable_image_layers_are_refused(data, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        image_array(data, **kwargs)
+
+
+def test_multiscale_uses_level_zero_without_reading_it():
+    class Lazy:
+        """An array-like that fails if read as a whole."""
+
+        shape, dtype, ndim = (4, 8, 8), np.dtype(np.float32), 3
+
+        def __array__(self, *a, **k):
+            raise AssertionError("the whole array was read")
+
+    level0 = Lazy()
+    assert image_array([level0, object()], multiscale=True) is level0
+
+
+def test_labels_of_wrong_shape_or_type_are_refused():
+    c = Controller(RegionGrowPredictor())
+    with pytest.raises(InputError, match="shape"):
+        c.set_image(ellipsoid_volume(), np.zeros((12, 48, 55), np.uint16))
+    with pytest.raises(InputError, match="integer"):
+        c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.float32))
+    with pytest.raises(InputError, match="spacing"):
+        c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16), spacing=(1.0, 0.0, 1.0))
+
+
+def test_real_tiny_model_runs_the_verbs():
+    """sam_tiny (shipped or random weights): encoding, caching and bookkeeping, whatever the mask looks like."""
+    c = Controller(tiny_model(), prefetch=0)
+    display = np.zeros((6, 40, 56), np.uint16)
+    c.set_image(ellipsoid_volume((6, 40, 56)), display, spacing=(2.0, 1.0, 1.5))
+    assert not c.is_cached(3)
+    c.encode_slice(3)
+    assert c.is_cached(3)
+    change = c.add_point((3.0, 20.0, 26.0))
+    assert change.slices == (3,) and len(c.marks) == 1
+    np.testing.assert_array_equal(display == 1, c.buffer == 1)
+    progress = RecordingProgress()
+    assert c.precompute(progress) == 5  # slice 3 was cached
+    assert progress.total == 6 and progress.done == 6
+    c.undo()
+    assert not display.any()

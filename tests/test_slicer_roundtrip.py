@@ -1,0 +1,368 @@
+"""The Slicer module's path through the pge-sam core, emulated without Slicer.
+
+A 40-slice crop of the MNI T1 is written with a non-identity geometry
+(permuted, flipped and rotated direction, non-zero origin, anisotropic
+spacing) and read back with ``pge_sam.io.read_image``. Then, as the module's
+logic does: the IJK->RAS matrix is built from the SimpleITK (LPS) geometry,
+include/exclude points given in world RAS are mapped to voxels and to the
+slicing axis of an axial view by ``PGESAMLib.driver``, the core ``Session``
+runs with the shipped tiny model, only the changed region is planned for
+write-back, and the labels are written with the input's geometry.
+
+The tiny model's quality is interim, so the tests assert mechanics: the
+driver's calls equal direct core calls on voxels computed independently with
+SimpleITK, changes stay in the reported box, and geometry survives the trip.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from pge_sam import Change, Normalization, PropagationConfig, Session, build_model
+from pge_sam.errors import Cancelled
+from pge_sam.io import read_image, write_labels
+from pge_sam.samples import mni_path
+
+MODULE_DIR = Path(__file__).resolve().parents[1] / "slicer_pge_sam" / "PGESAM"
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
+
+from PGESAMLib import driver as d  # noqa: E402
+from PGESAMLib import geometry as g  # noqa: E402
+from PGESAMLib import regions as r  # noqa: E402
+from PGESAMLib.progress import ProgressRelay  # noqa: E402
+
+F = np.diag([-1.0, -1.0, 1.0])  # LPS <-> RAS
+AXIAL = np.array([[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)  # Slicer's axial SliceToRAS
+
+
+def rot_s(deg: float) -> np.ndarray:
+    """3x3 rotation about the S axis."""
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+# Columns: RAS directions of I, J, K. I -> A and K -> -R, both rotated 25 degrees about S; J -> S.
+# det = -1 (a flip), so NIfTI must store qfac; the axial view slices J, not K.
+DIRECTION_RAS = rot_s(25.0) @ np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+ORIGIN_RAS = np.array([31.5, -12.25, 48.0])
+SPACING_IJK = (0.8, 1.5, 1.2)
+CROP_Y = slice(96, 136)  # 40 coronal MNI slices -> the J axis (40 slices) of the test volume
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("sam_tiny", device="cpu")
+
+
+@pytest.fixture(scope="module", params=[".nii.gz", ".nrrd"])
+def loaded(request, tmp_path_factory):
+    mni = sitk.GetArrayFromImage(sitk.ReadImage(str(mni_path("t1"))))  # (Z, Y, X) uint8, 1 mm
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mni[:, CROP_Y, :]))  # (K, J, I) = (189, 40, 197)
+    image.SetSpacing(SPACING_IJK)
+    image.SetOrigin((F @ ORIGIN_RAS).tolist())
+    image.SetDirection((F @ DIRECTION_RAS).ravel().tolist())
+    path = tmp_path_factory.mktemp("slicer_roundtrip") / f"t1_oblique{request.param}"
+    sitk.WriteImage(image, str(path))
+    return read_image(path)
+
+
+def ras_of(image: sitk.Image, ijk) -> np.ndarray:
+    """World RAS (3,) of a continuous (i, j, k) index, by SimpleITK (the independent reference)."""
+    return F @ np.array(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in ijk]))
+
+
+def sitk_kji(image: sitk.Image, ras) -> tuple[int, int, int]:
+    """Nearest voxel (k, j, i) of a RAS point, by SimpleITK."""
+    return tuple(int(v) for v in image.TransformPhysicalPointToIndex((F @ np.asarray(ras)).tolist()))[::-1]
+
+
+def axial_view_through(point_ras) -> np.ndarray:
+    view = AXIAL.copy()
+    view[:3, 3] = point_ras
+    return view
+
+
+def new_session(model, loaded, axis, spacing):
+    labels = np.zeros(loaded.array.shape, np.uint16)
+    return Session(model, loaded.array, labels, axis=axis, spacing=spacing, prefetch=0,
+                   normalization=Normalization.percentile(*d.NORMALIZATION_PERCENTILES))
+
+
+def cancelling_relay(after: int) -> ProgressRelay:
+    """A progress relay that asks to cancel once ``after`` steps are done (as a click on Cancel would)."""
+    relay = ProgressRelay(lambda done, total: relay.cancel() if done >= after else None)
+    return relay
+
+
+def candidate_voxels(array: np.ndarray, j: int) -> list[tuple[int, int, int]]:
+    """Tissue voxels (k, j, i) on slice j on a 12-voxel grid, nearest the tissue's centre first."""
+    tissue = np.argwhere(array[:, j, :] > 40)
+    centre = tissue.mean(axis=0)
+    grid = [(k, i) for k in range(6, array.shape[0] - 6, 12) for i in range(6, array.shape[2] - 6, 12)
+            if array[k, j, i] > 40]
+    grid.sort(key=lambda ki: float(np.hypot(ki[0] - centre[0], ki[1] - centre[1])))
+    return [(k, j, i) for k, i in grid[:16]]
+
+
+def labelled_click(model, loaded, axis: int, j: int):
+    """A reference session (direct core calls, read_image's spacing) with one include click at the first
+    candidate voxel the model labels when clicked directly (the interim model does not label every click)."""
+    reference = new_session(model, loaded, axis, loaded.spacing)
+    for candidate in candidate_voxels(loaded.array, j):
+        reference.add_point(candidate, positive=True)
+        if reference.labels[candidate]:
+            return reference, candidate
+        reference.undo()
+    raise AssertionError("the shipped sam_tiny labels none of 16 clicked brain voxels; check its weights")
+
+
+def test_geometry_from_simpleitk_matches_simpleitk(loaded):
+    ref = loaded.reference
+    np.testing.assert_allclose(F @ np.array(ref.GetOrigin()), ORIGIN_RAS, atol=1e-4)  # the file kept it
+    np.testing.assert_allclose((F @ np.array(ref.GetDirection()).reshape(3, 3)), DIRECTION_RAS, atol=1e-5)
+    vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), loaded.array.shape)
+    kji = np.random.default_rng(0).integers(0, loaded.array.shape, size=(10, 3))
+    ours = vg.index_to_world(kji)
+    expected = np.array([ras_of(ref, p[::-1]) for p in kji])
+    np.testing.assert_allclose(ours, expected, atol=1e-9)
+    np.testing.assert_array_equal(vg.world_to_index(expected + 0.2), [sitk_kji(ref, p + 0.2) for p in expected])
+    # Core spacing order (z, y, x) == (K, J, I), as read_image reports it.
+    np.testing.assert_allclose(vg.spacing_zyx, loaded.spacing, rtol=1e-6)
+    assert vg.view_axis(AXIAL) == 1 == 2 - int(np.argmax(np.abs(DIRECTION_RAS[2])))
+
+
+def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
+    ref = loaded.reference
+    shape = loaded.array.shape
+    vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
+    axis = 1
+    j = shape[axis] // 2
+
+    # The reference: direct core calls on voxels chosen here.
+    reference, include_kji = labelled_click(model, loaded, axis, j)
+    exclude_kji = (3, j, 3)  # air in the corner of the same slice
+
+    # RAS points a user would click: off-centre inside the voxel, as SimpleITK places them.
+    include_ras = ras_of(ref, np.array(include_kji[::-1]) + (0.3, -0.2, 0.4))
+    exclude_ras = ras_of(ref, np.array(exclude_kji[::-1]) + (-0.45, 0.1, 0.2))
+    assert sitk_kji(ref, include_ras) == include_kji and sitk_kji(ref, exclude_ras) == exclude_kji
+    view = axial_view_through(include_ras)
+    prompts = d.point_prompts([include_ras, exclude_ras], [True, False], vg, view)
+    assert prompts == [d.PointPrompt(include_kji, True, axis), d.PointPrompt(exclude_kji, False, axis)]
+
+    # The module's path: the session starts on axis 0 with the volume's spacing, as logic.startSession does.
+    session = new_session(model, loaded, 0, vg.spacing_zyx)
+    drv = d.SessionDriver(session, vg)
+    labels = session.labels
+    edit = drv.add_point(include_ras, True, view)
+    label = drv.label
+    assert session.axis == axis and edit.prompt == prompts[0]
+    assert session.aspect() == pytest.approx(SPACING_IJK[2] / SPACING_IJK[0])  # rows K, cols I: resampled
+    assert labels[include_kji] == label, "the include voxel is not labelled"
+    np.testing.assert_array_equal(labels, reference.labels)
+    bbox = edit.change.bbox
+    assert bbox[axis] == slice(j, j + 1) and all(b.start <= v < b.stop for b, v in zip(bbox, include_kji))
+    outside = np.ones(shape, bool)
+    outside[bbox] = False
+    assert not labels[outside].any()
+    plan = edit.update
+    assert plan.bbox == bbox and plan.extent == r.bbox_to_vtk_extent(bbox) and set(plan.masks) == {label}
+    np.testing.assert_array_equal(plan.masks[label], labels[bbox] == label)
+    after_include = labels.copy()
+
+    # The exclude point is a negative prompt on the same slice: only that slice may change.
+    edit = drv.add_point(exclude_ras, False, view)
+    reference.add_point(exclude_kji, positive=False)
+    np.testing.assert_array_equal(labels, reference.labels)
+    points = session.state.objects[label].prompts[(axis, j)].points
+    assert [(p.row, p.col, p.positive) for p in points] == [(include_kji[0], include_kji[2], True),
+                                                            (exclude_kji[0], exclude_kji[2], False)]
+    changed = labels != after_include
+    if edit.change.bbox is None:
+        assert edit.update is None and not changed.any()
+    else:
+        assert edit.change.bbox[axis] == slice(j, j + 1)
+        inside = np.zeros(shape, bool)
+        inside[edit.change.bbox] = True
+        assert not (changed & ~inside).any()
+        np.testing.assert_array_equal(edit.update.masks[label], labels[edit.change.bbox] == label)
+    assert set(np.unique(labels[:, j, :])) <= {0, label}
+
+    # Undo removes the exclude point and restores the include-only mask.
+    edit = drv.undo()
+    np.testing.assert_array_equal(labels, after_include)
+    assert [p.positive for p in session.state.objects[label].prompts[(axis, j)].points] == [True]
+
+    # Write with the input's geometry, read back: same grid, and the labelled voxel is at the clicked point.
+    out = write_labels(labels, tmp_path / ("labels" + "".join(Path(loaded.source).suffixes)), reference=ref)
+    back = read_image(out)
+    np.testing.assert_array_equal(back.array, labels)
+    b = back.reference
+    np.testing.assert_allclose(b.GetOrigin(), ref.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(b.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(b.GetDirection(), ref.GetDirection(), atol=1e-6)
+    assert back.array[include_kji] == label
+    back_geometry = d.VolumeGeometry.from_lps(b.GetOrigin(), b.GetSpacing(), b.GetDirection(), back.array.shape)
+    assert tuple(back_geometry.world_to_index(include_ras)[0]) == include_kji
+    np.testing.assert_allclose(ras_of(b, include_kji[::-1]), vg.index_to_world(include_kji)[0], atol=1e-4)
+    assert np.linalg.norm(ras_of(b, include_kji[::-1]) - include_ras) < 0.5 * np.linalg.norm(SPACING_IJK)
+
+
+def test_propagate_and_precompute_through_the_driver_with_progress(model, loaded):
+    ref = loaded.reference
+    shape = loaded.array.shape
+    vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
+    session = new_session(model, loaded, 0, vg.spacing_zyx)
+    drv = d.SessionDriver(session, vg)
+    j = shape[1] // 2
+    reference, seed_kji = labelled_click(model, loaded, 1, j)
+    click = ras_of(ref, seed_kji[::-1])
+    drv.add_point(click, True, axial_view_through(click))
+    np.testing.assert_array_equal(session.labels, reference.labels)
+    before = session.labels.copy()
+    # Walk on while the mask is non-empty (the interim model's masks change a lot between slices);
+    # Cancel after the first slice: the slice done is kept and reported.
+    session.propagation = PropagationConfig(prompt=("points",), iou_threshold=0.0, min_area=1, max_slices=3)
+    relay = cancelling_relay(after=1)
+    edit = drv.propagate(relay)
+    slices = edit.change.slices
+    assert relay.total == shape[1] - 1 and relay.done == len(slices) <= 1
+    assert edit.change.cancelled == (len(slices) == 1)  # the walk stops by itself only on an empty mask
+    assert set(slices) <= {j - 1, j + 1}
+    changed = session.labels != before
+    if edit.change.bbox is None:
+        assert edit.update is None and not changed.any()
+    else:
+        inside = np.zeros(shape, bool)
+        inside[edit.change.bbox] = True
+        assert not (changed & ~inside).any() and edit.update.bbox == edit.change.bbox
+        assert {int(k) for k in np.nonzero(changed.any(axis=(0, 2)))[0]} <= set(slices)
+        np.testing.assert_array_equal(edit.update.masks[drv.label], session.labels[edit.change.bbox] == drv.label)
+        assert drv.undo().change.slices == slices
+    np.testing.assert_array_equal(session.labels, before)
+
+    # Precompute along the axis of the view; Cancel stops it with the core's Cancelled after one batch.
+    relay = cancelling_relay(after=1)
+    with pytest.raises(Cancelled):
+        drv.precompute(relay, axial_view_through(click))
+    assert relay.total == shape[1] and 1 <= relay.done < shape[1]
+
+
+# ---- the driver's mapping onto the core verbs, with a recording stand-in session ---------------------------
+
+
+class RecordingSession:
+    """The ``pge_sam.Session`` interface the driver uses; records calls, labels one voxel per include point."""
+
+    def __init__(self, shape, spacing):
+        self.labels = np.zeros(shape, np.uint16)
+        self.spacing = tuple(spacing)
+        self.axis, self.label, self.calls = 0, 1, []
+
+    def set_axis(self, axis):
+        self.calls.append(("set_axis", axis))
+        self.axis = axis
+
+    def add_point(self, point, positive=True, axis=None):
+        self.calls.append(("add_point", tuple(point), positive, axis))
+        if not positive:
+            return Change(self.label, axis, (point[axis],), None)
+        self.labels[tuple(point)] = self.label
+        return Change(self.label, axis, (point[axis],), tuple(slice(v, v + 1) for v in point), 1)
+
+    def add_box(self, a, b, axis=None):
+        self.calls.append(("add_box", tuple(a), tuple(b), axis))
+        return Change(self.label, axis, (a[axis],), None)
+
+    def undo(self):
+        self.calls.append(("undo",))
+        return None
+
+    def reset_object(self):
+        self.calls.append(("reset_object",))
+        return Change(self.label, self.axis, (), None)
+
+    def propagate(self, progress=None):
+        self.calls.append(("propagate", progress))
+        return Change(self.label, self.axis, (), None, cancelled=True)
+
+    def precompute(self, progress=None):
+        self.calls.append(("precompute", progress))
+        return 7
+
+    def next_object(self):
+        self.calls.append(("next_object",))
+        self.label += 1
+        return self.label
+
+
+SAGITTAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
+CORONAL = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
+
+
+def test_driver_maps_prompts_and_verbs_onto_core_calls():
+    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), (6, 8, 9))
+    assert vg.spacing_zyx == (2.0, 0.7, 0.5)
+    session = RecordingSession(vg.shape_kji, vg.spacing_zyx)
+    drv = d.SessionDriver(session, vg)
+    point = vg.index_to_world((4, 3, 2))[0] + (0.2, -0.3, 0.9)  # still voxel (4, 3, 2)
+
+    edit = drv.add_point(point, True, SAGITTAL)  # a sagittal view slices I (axis 2)
+    assert session.calls == [("set_axis", 2), ("add_point", (4, 3, 2), True, 2)]
+    assert edit.prompt == d.PointPrompt((4, 3, 2), True, 2) and edit.update.extent == (2, 2, 3, 3, 4, 4)
+    assert edit.update.masks[1].tolist() == [[[1]]] and drv.owned_labels == {1}
+    edit = drv.add_point(point, False, SAGITTAL)
+    assert session.calls[-1] == ("add_point", (4, 3, 2), False, 2) and edit.update is None  # bbox None: no write
+
+    assert drv.next_object() == 2 and session.calls[-1] == ("next_object",)
+    edits = drv.add_points([vg.index_to_world((4, 3, 3))[0], point], [True, False], SAGITTAL)
+    assert [e.prompt.positive for e in edits] == [True, False]
+    assert set(edits[0].update.masks) == {1, 2}  # every owned label is re-cut inside a changed box
+
+    assert drv.undo() == d.Edit(None, None) and session.calls[-1] == ("undo",)
+    assert drv.clear().update is None and session.calls[-1] == ("reset_object",)
+    relay = ProgressRelay()
+    assert drv.propagate(relay).change.cancelled and session.calls[-1] == ("propagate", relay)
+    assert drv.precompute(relay, CORONAL) == 7  # a coronal view slices J (axis 1)
+    assert session.calls[-2:] == [("set_axis", 1), ("precompute", relay)]
+
+    corners = g.box_corners(vg.index_to_world((2, 2, 1))[0] + (1.0, 1.4, 0.0), np.eye(3), (3.0, 2.8, 0.1))
+    edit = drv.add_box(corners)  # no view: the thinnest axis of the box (K); i 10..13 mm -> 0..6, j -> 2..6
+    assert session.calls[-2:] == [("set_axis", 0), ("add_box", (2, 2, 0), (2, 6, 6), 0)]
+    assert edit.prompt == d.BoxPrompt((2, 2, 0), (2, 6, 6), 0)
+
+
+def test_driver_refuses_a_session_with_another_shape_or_spacing_order():
+    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((0, 0, 0), (0.5, 0.7, 2.0), np.eye(3)), (6, 8, 9))
+    with pytest.raises(g.GeometryError, match=r"\(z, y, x\) order"):
+        d.SessionDriver(RecordingSession(vg.shape_kji, (0.5, 0.7, 2.0)), vg)  # (x, y, z): wrong
+    with pytest.raises(g.GeometryError, match="shape"):
+        d.SessionDriver(RecordingSession((6, 8, 10), vg.spacing_zyx), vg)
+    drv = d.SessionDriver(RecordingSession(vg.shape_kji, vg.spacing_zyx), vg)
+    moved = np.eye(4)
+    moved[:3, :3], moved[:3, 3] = rot_s(90.0), (100.0, 0.0, 0.0)  # a rigid parent transform is fine
+    drv.set_volume(d.VolumeGeometry(vg.ijk_to_ras, vg.shape_kji, moved))
+    world = moved[:3, :3] @ vg.index_to_world((1, 2, 3))[0] + moved[:3, 3]
+    assert drv.add_point(world, True, AXIAL).prompt.index == (1, 2, 3)
+    with pytest.raises(g.GeometryError, match="spacing"):
+        drv.set_volume(d.VolumeGeometry(vg.ijk_to_ras, vg.shape_kji, np.diag([2.0, 2.0, 2.0, 1.0])))
+
+
+def test_point_prompts_refuse_bad_input():
+    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((0, 0, 0), (1.0, 1.0, 1.0), np.eye(3)), (6, 8, 9))
+    with pytest.raises(g.GeometryError, match="2 points but 3 include flags"):
+        d.point_prompts([[1, 1, 1], [2, 2, 2]], [True, False, True], vg, AXIAL)
+    with pytest.raises(g.PointOutsideVolumeError, match="outside the volume"):
+        d.point_prompts([1.0, 1.0, 40.0], True, vg, AXIAL)
+    tilted = AXIAL.copy()
+    tilted[:3, :3] = np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
+    with pytest.raises(g.ObliqueViewError):
+        d.point_prompts([1.0, 1.0, 1.0], True, vg, tilted)
+    with pytest.raises(g.GeometryError, match="shape_kji"):
+        d.VolumeGeometry(np.eye(4), (6, 0, 9))
