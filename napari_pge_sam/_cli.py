@@ -1,10 +1,11 @@
 """``pge-sam napari``: open napari with the plugin and a sample, optionally click and save a screenshot.
 
-    pge-sam napari [--sample mni_t1|phantom] [--point Z,Y,X ...] [--negative Z,Y,X ...]
+    pge-sam napari [--sample mni_t1|phantom] [--point Z,Y,X[:-] ...]
                    [--model NAME] [--device auto] [--screenshot PATH]
 
 Points are image data indices ((z, y, x) for the MNI volume, (row, col) for
-the phantom). Nothing happens that was not asked for: without ``--point`` no
+the phantom); a ``:-`` suffix makes a negative click, as in ``pge-sam
+segment``. Nothing happens that was not asked for: without ``--point`` no
 prompt is added and no model is loaded before the user clicks. With
 ``--screenshot`` the window (widget included) is saved to PATH and the
 command exits; without it napari stays open. napari is imported only in
@@ -21,10 +22,9 @@ SAMPLES = ("mni_t1", "phantom")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", choices=SAMPLES, default="mni_t1", help="sample image to open (default: mni_t1)")
-    parser.add_argument("--point", action="append", default=[], metavar="Z,Y,X",
-                        help="positive click at this data index (repeatable; Y,X for the 2D phantom)")
-    parser.add_argument("--negative", action="append", default=[], metavar="Z,Y,X",
-                        help="negative click at this data index (repeatable; applied after the positive ones)")
+    parser.add_argument("--point", action="append", default=[], metavar="Z,Y,X[:-]",
+                        help="click at this data index, in order (repeatable; Y,X for the 2D phantom; "
+                             "a ':-' suffix makes it negative)")
     parser.add_argument("--model", default=None, help="model name (default: the tiny model whose weights are present)")
     parser.add_argument("--checkpoint", default=None, help="custom base weights file for --model")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (default: auto)")
@@ -33,18 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the clicks to be applied")
 
 
-def parse_point(text: str, ndim: int) -> tuple[float, ...]:
-    """``"z,y,x"`` (or ``"y,x"`` for a 2D image) -> floats; :class:`InputError` with the expected form otherwise."""
-    from pge_sam.errors import InputError
+def parse_point(text: str, ndim: int) -> tuple[tuple[float, ...], bool]:
+    """``"z,y,x"`` or ``"z,y,x:-"`` (``"y,x"`` for a 2D image) -> (floats, positive); the same syntax as ``pge-sam segment``."""
+    from pge_sam.cli.segment import parse_point as parse
 
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != ndim:
-        form = "Z,Y,X" if ndim == 3 else "Y,X"
-        raise InputError(f"point {text!r} must be {ndim} comma-separated numbers ({form}) for this {ndim}D sample")
-    return values
+    return parse(text, ndim)
 
 
 def wait_until_idle(widget, timeout: float) -> bool:
@@ -94,10 +87,9 @@ def run(args) -> int:
     except ValueError:
         raise InputError(f"--size {args.size!r} must look like 1500x950") from None
     data, kwargs, _ = (mni_t1 if args.sample == "mni_t1" else phantom)()[0]
-    positives = [parse_point(p, data.ndim) for p in args.point]
-    negatives = [parse_point(p, data.ndim) for p in args.negative]
+    clicks = [parse_point(p, data.ndim) for p in args.point]
     model = None
-    if positives or negatives:
+    if clicks:
         name = args.model or M.default_choice(M.model_choices()).name
         model = M.load_model(name, args.device, args.checkpoint)
     viewer = napari.Viewer(title="pge-sam", show=True)
@@ -106,9 +98,9 @@ def run(args) -> int:
         widget = PgeSamWidget(viewer, model=model)
         viewer.window.add_dock_widget(widget, name="PGE-SAM", area="right")
         viewer.window._qt_window.resize(width, height)
-        if positives or negatives:
-            show_slice(viewer, image, (positives or negatives)[0])
-            for point, positive in [(p, True) for p in positives] + [(p, False) for p in negatives]:
+        if clicks:
+            show_slice(viewer, image, clicks[0][0])
+            for point, positive in clicks:
                 click(widget, point, positive)
                 if not wait_until_idle(widget, args.timeout):
                     raise InputError(f"the click at {point} was not applied within {args.timeout:.0f} s")

@@ -80,6 +80,7 @@ class Controller:
         self.marks: list[PromptMark] = []
         self._history: list[list[PromptMark]] = []
         self._first_label = 1
+        self._propagation_step = None  # undo step of the last propagate(), for push_propagation()
 
     # -- configuration ------------------------------------------------------------------------------------------
     def set_model(self, model) -> None:
@@ -266,12 +267,33 @@ class Controller:
         """Copy the changed box of ``change`` from ``buffer`` to ``display`` (GUI thread)."""
         self._push(change)
 
+    def push_propagation(self) -> int:
+        """Copy what the last :meth:`propagate` wrote into ``display``, keeping voxels painted meanwhile.
+
+        A voxel is written only where ``display`` still holds the value it had
+        when propagation read it; returns the number of voxels written.
+        """
+        step, self._propagation_step = self._propagation_step, None
+        written = 0
+        for edit in step.edits if step is not None else ():
+            if edit.before is None:
+                continue
+            region = self.display[self._slice_region(edit.index, edit.axis)][edit.rows, edit.cols]
+            mine = (edit.before != edit.after) & (region == edit.before)
+            region[mine] = edit.after[mine]
+            written += int(mine.sum())
+        return written
+
     # -- worker-safe verbs (read the image, write the cache and ``buffer`` only) -------------------------
     def propagate(self, progress=None) -> Change:
-        """Propagate the current object through the volume into ``buffer``; call :meth:`push` with the result."""
+        """Propagate the current object through the volume into ``buffer``; then call :meth:`push_propagation`."""
         s = self.ensure_session()
+        steps = len(s.state.undo)
         with self._recording():
-            return s.propagate(progress)
+            change = s.propagate(progress)
+        if self.session is s:
+            self._propagation_step = s.state.undo[-1] if len(s.state.undo) > steps else None
+        return change
 
     def precompute(self, progress=None) -> int:
         """Encode every slice along the slicing axis (cached ones are skipped); returns how many were encoded."""
@@ -300,7 +322,8 @@ class Controller:
         try:
             yield
         finally:
-            self._history.extend([before] * (len(s.state.undo) - steps))
+            if self.session is s:  # a worker may finish after the session was replaced
+                self._history.extend([before] * (len(s.state.undo) - steps))
 
     def _drop_session(self) -> None:
         if self.session is not None:
@@ -308,6 +331,7 @@ class Controller:
         self.session = None
         self.marks = []
         self._history = []
+        self._propagation_step = None
         if self.display is not None:
             self._first_label = max(self._first_label, int(self.display.max()) + 1 if self.display.size else 1)
 

@@ -98,6 +98,9 @@ class PromptLayers:
         viewer.layers.selection.active = self.points
         self.negative_click = False
         self.rendered_points = 0  # points shown by the last render (a click adds points after them)
+        self._shown_points: tuple = ()
+        self._shown_label: int | None = None
+        self._shown_boxes: tuple | None = ((), None)
         self._syncing = False
         self._bound: list[tuple[object, str]] = []
         self._connections: list[tuple[object, Callable]] = []
@@ -174,31 +177,50 @@ class PromptLayers:
 
     # -- drawing ------------------------------------------------------------------------------------------
     def render(self, marks: list[PromptMark], current_label: int) -> None:
-        """Show ``marks`` (image data coordinates) in the Points and Shapes layers; colours by polarity/object."""
-        import pandas as pd
+        """Show ``marks`` (image data coordinates) in the Points and Shapes layers; colours by polarity/object.
 
+        Setting a layer's data makes napari recompute the viewer's dimensions
+        (tens of milliseconds), so layers are rewritten only when their content
+        changed, and a point napari has just added for a click is kept in place.
+        """
         points = [m for m in marks if m.kind == "point"]
         boxes = [m for m in marks if m.kind == "box"]
         with self.syncing():
-            if points:
-                coords = convert([m.coords[0] for m in points], self.image, self.points)
-                colors = np.array([_color(POSITIVE if m.positive else NEGATIVE, m.label == current_label)
-                                   for m in points])
-            else:
-                coords, colors = np.empty((0, self.ndim)), np.empty((0, 4))
+            self._render_points(points, current_label)
+            box_state = (tuple(boxes), current_label)
+            if box_state != self._shown_boxes:
+                self._shown_boxes = box_state
+                self.shapes.selected_data = set()
+                self.shapes.data = []
+                if boxes:
+                    rects = [convert(self._box_vertices(m), self.image, self.shapes) for m in boxes]
+                    edges = np.array([_color(BOX_COLOR, m.label == current_label) for m in boxes])
+                    self.shapes.add_rectangles(rects, edge_color=edges, face_color=np.zeros((len(boxes), 4)))
+            elif len(self.shapes.data) != len(boxes):  # a drawn rectangle that was not taken as a prompt
+                self._shown_boxes = None
+                self.render(marks, current_label)
+
+    def _render_points(self, points: list[PromptMark], current_label: int) -> None:
+        import pandas as pd
+
+        shown = self._shown_points
+        coords = (convert([m.coords[0] for m in points], self.image, self.points) if points
+                  else np.empty((0, self.ndim)))
+        n = len(self.points.data)
+        just_added = (n == len(points) and n == len(shown) + 1 and tuple(points[:-1]) == shown
+                      and np.allclose(self.points.data[-1], coords[-1]))
+        if tuple(points) == shown and n == len(points) and current_label == self._shown_label:
+            return
+        if not just_added and not (tuple(points) == shown and n == len(points)):
             self.points.selected_data = set()
             self.points.data = coords
-            self.rendered_points = len(coords)
-            self.points.features = pd.DataFrame({"positive": [m.positive for m in points],
-                                                 "object": [m.label for m in points]})
-            if points:
-                self.points.face_color = colors
-            self.shapes.selected_data = set()
-            self.shapes.data = []
-            if boxes:
-                rects = [convert(self._box_vertices(m), self.image, self.shapes) for m in boxes]
-                edges = np.array([_color(BOX_COLOR, m.label == current_label) for m in boxes])
-                self.shapes.add_rectangles(rects, edge_color=edges, face_color=np.zeros((len(boxes), 4)))
+        self._shown_points, self._shown_label = tuple(points), current_label
+        self.rendered_points = len(points)
+        self.points.features = pd.DataFrame({"positive": [m.positive for m in points],
+                                             "object": [m.label for m in points]})
+        if points:
+            self.points.face_color = np.array([_color(POSITIVE if m.positive else NEGATIVE, m.label == current_label)
+                                               for m in points])
 
     def _box_vertices(self, mark: PromptMark) -> np.ndarray:
         lo, hi = np.asarray(mark.coords[0], float), np.asarray(mark.coords[1], float)

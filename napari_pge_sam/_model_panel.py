@@ -94,6 +94,7 @@ class ModelPanel:
         """Segment with ``model`` from now on (GUI thread); waiting clicks are then applied."""
         previous = self.owned
         self.owned = model
+        self.widget._generation += 1  # results of jobs started with the previous model are ignored
         self.widget.controller.set_model(model)
         if previous is not None and previous is not model:
             _close_predictor(previous)

@@ -92,6 +92,9 @@ def load_model(name: str, device: str = "auto", checkpoint: str | Path | None = 
     :class:`pge_sam.errors.MissingWeightsError` (message names the file and
     how to get it) or :class:`pge_sam.errors.WeightsError`.
     """
+    from ._compat import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # before torchvision is imported: see napari_pge_sam._compat
     from pge_sam.errors import MissingWeightsError
     from pge_sam.models import weights as W
     from pge_sam.models.registry import build_model, parse_name

@@ -109,6 +109,7 @@ class Panel:
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("no background job yet")
         grid.addWidget(self.progress, 3, 0, 1, 4)
         root.addWidget(actions)
 

@@ -92,8 +92,9 @@ class PromptingMixin:
                 return self._error(str(err))
             if not cached:
                 self._info(f"encoding slice {click.index} ...")
+                generation = self._generation
                 self.jobs.start("encode", lambda i=click.index: self.controller.encode_slice(i),
-                                lambda _: self._drain(), self._job_failed)
+                                lambda _: self._drain(), lambda err: self._encode_failed(err, generation))
                 self._render()
                 return
             self._queue.pop(0)
@@ -112,6 +113,7 @@ class PromptingMixin:
         self.layers.refresh_labels(change, self.controller.axis)
         self._render()
         self.last_latency = time.perf_counter() - t0
+        self.last_decode = change.seconds
         self._update_status()
         self._info(f"object {change.label}: {change.voxels} voxels changed on slice {click.index}")
 
@@ -187,8 +189,8 @@ class PromptingMixin:
             self.controller.ensure_session()
         except PgeSamError as err:
             return self._error(str(err))
-        self.jobs.start("precompute", self.controller.precompute, self._precomputed, self._job_failed,
-                        with_progress=True, description="pge-sam: encoding slices")
+        self.jobs.start("precompute", self.controller.precompute, self._fresh(self._precomputed),
+                        self._fresh(self._job_failed), with_progress=True, description="pge-sam: encoding slices")
         self._info("encoding every slice in the background ...")
 
     def _precomputed(self, n: int) -> None:
@@ -205,29 +207,34 @@ class PromptingMixin:
             self.controller.begin_propagation()
         except PgeSamError as err:
             return self._error(str(err))
-        self._set_editable(False)
-        self.jobs.start("propagate", self.controller.propagate, self._propagated, self._propagate_failed,
-                        with_progress=True, description="pge-sam: propagating")
+        self.jobs.start("propagate", self.controller.propagate, self._fresh(self._propagated),
+                        self._fresh(self._propagate_failed), with_progress=True, description="pge-sam: propagating")
         self._info("propagating ...")
 
     def _propagated(self, change) -> None:
-        self._set_editable(True)
-        self.controller.push(change)
+        self.controller.push_propagation()  # labels painted meanwhile are kept
         self.layers.labels.refresh()
+        self._view_changed()  # the viewer may have been re-oriented meanwhile
         self._render()
         state = "cancelled; kept" if change.cancelled else "done:"
         self._info(f"propagation {state} {len(change.slices)} slices of object {change.label}")
 
     def _propagate_failed(self, err) -> None:
-        self._set_editable(True)
-        if self.controller.buffer is not None:
-            self.controller.display[...] = self.controller.buffer  # keep what was written before the failure
-            self.layers.labels.refresh()
-        self._job_failed(err)
+        self._job_failed(err)  # the session rolled the failed propagation back: nothing to copy
 
-    def _set_editable(self, editable: bool) -> None:
-        for layer in (self.layers.points, self.layers.shapes, self.layers.labels):
-            layer.editable = editable
+    def _encode_failed(self, err: Exception, generation: int) -> None:
+        if generation == self._generation:
+            return self._job_failed(err)
+        self._drain()  # a job of an earlier image or model failed: carry on with the current queue
+
+    def _fresh(self, callback):
+        """``callback``, ignored if the image, model or normalisation changed since the job started."""
+        generation = self._generation
+
+        def run(value):
+            if generation == self._generation:
+                callback(value)
+        return run
 
     def cancel(self) -> None:
         """Ask the running precompute / propagation to stop (what is done is kept)."""

@@ -45,12 +45,15 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self.image_layer = None
         self.positive = True
         self.last_latency: float | None = None  # seconds from prompt to redrawn labels, last click
+        self.last_decode: float | None = None  # seconds of that spent in the session (decode + label write)
         self.last_progress: tuple[str, int, int] | None = None  # (job kind, done, total)
         self.closed = False
         self._queue: list[_Click] = []
         self._index = 0
         self._parented = False
         self._connections: list[tuple[object, object]] = []
+        self._generation = 0  # bumped when the image, model or normalisation changes
+        self._detaching = False
         self._wire()
         self._refresh_image_choices()
         if self.ui.image.count():
@@ -102,24 +105,38 @@ class PgeSamWidget(PromptingMixin, QWidget):
             self.set_image_layer(self._layer_by_name(self.ui.image.currentText()))
 
     def _layer_removed(self, event) -> None:
-        if self.image_layer is not None and event.value is self.image_layer:
-            self.set_image_layer(None)
-        elif self.layers is not None and event.value in (self.layers.points, self.layers.shapes, self.layers.labels):
-            self.set_image_layer(self.image_layer)  # our layer was deleted: recreate the prompt/label layers
+        layer = event.value
+        if self._detaching:
+            return
+        if layer is self.image_layer and layer is not None:
+            self._detach()
+            self._error("the image layer was removed; choose another image")
+        elif self.layers is not None and layer in (self.layers.points, self.layers.shapes, self.layers.labels):
+            self._detach()
+            self._error(f"the layer {layer.name!r} was removed; choose the image again to continue")
         self._refresh_image_choices()
 
-    # -- image ------------------------------------------------------------------------------------------
+    # -- image -------------------------------------------------------------------------------------------------------
+    def _detach(self) -> None:
+        """Forget the current image: stop its jobs, take our prompt layers away (labels stay), drop the session."""
+        self._detaching = True
+        try:
+            self._generation += 1  # results of jobs started before are ignored
+            self.jobs.cancel("propagate", "precompute", "encode")
+            self._queue.clear()
+            if self.layers is not None:
+                self.layers.remove_prompt_layers()
+                self.layers = None
+            self.controller.close()
+            self.controller.image = None
+            self.image_layer = None
+            self._update_status()
+        finally:
+            self._detaching = False
+
     def set_image_layer(self, layer) -> None:
         """Segment ``layer`` from now on (``None``: none). The session restarts; earlier labels stay in their layer."""
-        if self.jobs.busy("propagate", "precompute", "encode"):
-            self.jobs.cancel("propagate", "precompute", "encode")
-        self._queue.clear()
-        if self.layers is not None:
-            self.layers.remove_prompt_layers()
-            self.layers = None
-        self.controller.close()
-        self.controller.image = None
-        self.image_layer = None
+        self._detach()
         if layer is None:
             self._error("no image layer: open an image, or File > Open Sample > PGE-SAM")
             self._update_axis_choices()
@@ -135,6 +152,7 @@ class PgeSamWidget(PromptingMixin, QWidget):
         try:
             self.controller.set_image(array, self.layers.labels.data, voxel_size(layer))
         except PgeSamError as err:
+            self._detach()
             self._error(f"{layer.name}: {err}")
             return
         self.layers.connect(self._on_points_data, self._on_shapes_data, self._on_labels_data)
@@ -268,6 +286,7 @@ class PgeSamWidget(PromptingMixin, QWidget):
         if self._guard():
             return
         self._queue.clear()
+        self._generation += 1
         self.controller.set_normalization(norm)
         self._render()
         self._info(f"normalisation {norm.key()}: prompts cleared, labels kept")

@@ -56,11 +56,12 @@ class Job:
         self.total = 0
         self.ended = threading.Event()  # set by the worker thread when the function returns or raises
 
-    def cancel(self) -> None:
+    def cancel(self, abort: bool = False) -> None:
+        """Ask the function to stop through its progress object; ``abort`` also drops its result."""
         if self.progress is not None:
             self.progress.cancel()
-        if self.worker is not None:
-            self.worker.quit()
+        if abort and self.worker is not None:
+            self.worker.quit()  # napari then emits no ``returned``
 
 
 class Jobs:
@@ -117,7 +118,7 @@ class Jobs:
         """Cancel every job, stop delivering results and wait for the threads to end."""
         self.closed = True
         for job in list(self.active):
-            job.cancel()
+            job.cancel(abort=True)
         for job in list(self.active):
             job.ended.wait(timeout_ms / 1000)
             self._finished(job)

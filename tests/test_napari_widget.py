@@ -2,7 +2,8 @@
 
 Clicks go through napari's own mouse bindings (press/release on the Points
 layer in add mode, world coordinates in), boxes through the Shapes layer.
-Geometric assertions use the deterministic stand-in predictor (see
+Geometric assertions use ``segmenting_model()`` (the deterministic stand-in
+predictor while the interim tiny weights do not segment; see
 ``napari_pge_sam._testing``); the real ``sam_tiny`` drives the worker tests.
 """
 
@@ -16,15 +17,16 @@ import pytest
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from napari.utils.key_bindings import coerce_keybinding
+from qtpy.QtCore import QTimer
 
 from napari_pge_sam._controller import Controller
 from napari_pge_sam._sample_data import mni_t1
-from napari_pge_sam._testing import RegionGrowPredictor, ellipsoid_volume, tiny_model
+from napari_pge_sam._testing import RegionGrowPredictor, ellipsoid_volume, segmenting_model, tiny_model
 from napari_pge_sam._widget import PgeSamWidget
 
 pytestmark = pytest.mark.gui
 
-MNI_POINT = (90.0, 120.0, 98.0)  # a data index inside the brain
+MNI_POINT = (90.0, 110.0, 100.0)  # a data index inside the brain (a large region for the stand-in)
 SCALE, TRANSLATE = (2.0, 0.8, 1.2), (-30.0, 12.0, 5.0)
 
 
@@ -70,7 +72,7 @@ def mni():
 def scaled_mni(make_napari_viewer, mni):
     viewer = make_napari_viewer()
     viewer.add_image(mni, name="t1", scale=SCALE, translate=TRANSLATE)
-    widget = PgeSamWidget(viewer, model=RegionGrowPredictor(), prefetch=0)
+    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
     viewer.window.add_dock_widget(widget)
     return viewer, widget
 
@@ -86,7 +88,7 @@ def test_click_lands_on_the_right_voxel_with_scale_and_translate(scaled_mni, mni
     assert labels.data[z, y, x] == 1
     assert set(np.flatnonzero(labels.data.any(axis=(1, 2)))) == {z}
     # the same click made headless at the data index gives the same mask
-    reference = Controller(RegionGrowPredictor(), prefetch=0)
+    reference = Controller(segmenting_model(), prefetch=0)
     reference.set_image(mni, np.zeros(mni.shape, np.uint16), spacing=SCALE)
     reference.add_point(MNI_POINT)
     np.testing.assert_array_equal(labels.data, reference.display)
@@ -131,7 +133,7 @@ def test_toggle_key_makes_plain_clicks_negative(scaled_mni, qtbot):
 def test_box_from_the_shapes_layer(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(ellipsoid_volume(), scale=(1.5, 0.7, 0.9), translate=(4.0, -2.0, 1.0))
-    widget = PgeSamWidget(viewer, model=RegionGrowPredictor(), prefetch=0)
+    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
     shapes = widget.layers.shapes
     corners = np.array([[6, 14, 16], [6, 14, 36], [6, 34, 36], [6, 34, 16]], float)  # image data = layer data here
     viewer.dims.set_point(0, widget.image_layer.data_to_world(corners[0])[0])
@@ -139,8 +141,9 @@ def test_box_from_the_shapes_layer(make_napari_viewer, qtbot):
     wait_idle(qtbot, widget)
     mask = widget.layers.labels.data[6] == 1
     assert mask[24, 26] and not widget.layers.labels.data[5].any()
-    rows, cols = np.nonzero(mask)
-    assert rows.min() >= 14 and rows.max() <= 34 and cols.min() >= 16 and cols.max() <= 36
+    inside = np.zeros(mask.shape, bool)
+    inside[14:35, 16:37] = True
+    assert inside[mask].mean() > 0.95  # the mask keeps to the box
     assert len(shapes.data) == 1 and [m.kind for m in widget.controller.marks] == ["box"]
 
 
@@ -159,16 +162,35 @@ def test_propagation_fills_neighbours_and_can_be_cancelled(make_napari_viewer, q
     labels = widget.layers.labels
     click_index(widget, (6, 24, 26))
     wait_idle(qtbot, widget)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
     widget.propagate()
-    assert widget.jobs.busy("propagate") and not labels.editable
+    assert widget.jobs.busy("propagate")
+    assert widget.jobs.active[0].bar is not None  # napari's progress bar (activity dock), cancellable
+    labels.data[8, 20:24, 20:24] = 5  # the user paints while the worker runs
+    click_index(widget, (6, 30, 30))  # clicks wait: refused with a message
+    assert "propagation is running" in widget.message_text and len(widget.layers.points.data) == 1
     wait_idle(qtbot, widget)
-    assert labels.editable and "propagation done" in widget.message_text
+    timer.stop()
+    assert "propagation done" in widget.message_text
+    assert (labels.data[8, 20:24, 20:24] == 5).all() and labels.data[8, 24, 26] == 1
+    # ~11 slices x 0.2 s of decoding ran in the worker while the GUI thread kept processing events
+    assert ticks[-1] - ticks[0] > 1.5 and max(np.diff(ticks)) < 1.0
     filled = set(np.flatnonzero((labels.data == 1).any(axis=(1, 2))))
     assert {3, 4, 5, 6, 7, 8, 9} <= filled
     widget.undo()
-    assert set(np.flatnonzero(labels.data.any(axis=(1, 2)))) == {6}
+    assert set(np.flatnonzero((labels.data == 1).any(axis=(1, 2)))) == {6}
+    assert (labels.data == 5).sum() == 16
     cancelled = []
-    widget.ui.progress.valueChanged.connect(lambda v: v >= 1 and not cancelled and (cancelled.append(v), widget.cancel()))
+
+    def cancel_after_first_slice(value: int) -> None:
+        if value >= 1 and not cancelled:
+            cancelled.append(value)
+            widget.cancel()
+
+    widget.ui.progress.valueChanged.connect(cancel_after_first_slice)
     widget.propagate()
     wait_idle(qtbot, widget)
     assert cancelled and "cancelled" in widget.message_text
@@ -190,11 +212,23 @@ def test_precompute_reports_progress_then_clicks_are_synchronous(make_napari_vie
     assert len(widget.controller.marks) == 1 and widget.last_latency is not None
 
 
+def test_changing_slice_prefetches_the_neighbours(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume())
+    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=2)
+    click_index(widget, (6, 24, 26))
+    wait_idle(qtbot, widget)
+    assert not widget.controller.is_cached(9) and not widget.controller.is_cached(2)
+    viewer.dims.set_point(0, 9)  # the user moves to slice 9: 8, 10, 7 and 11 are encoded in the background
+    qtbot.waitUntil(lambda: all(widget.controller.is_cached(i) for i in (7, 8, 9, 10, 11)), timeout=10_000)
+    assert not widget.controller.is_cached(2) and not widget.jobs.active
+
+
 def test_switching_the_image_layer_resets_the_session(make_napari_viewer, mni, qtbot):
     viewer = make_napari_viewer()
     a = viewer.add_image(ellipsoid_volume(), name="a", scale=(2.0, 1.0, 1.0))
     b = viewer.add_image(mni[80:100], name="b", scale=(1.0, 0.5, 0.5))
-    widget = PgeSamWidget(viewer, model=RegionGrowPredictor(), prefetch=0)
+    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
     widget.set_image_layer(a)
     click_index(widget, (6, 24, 26))
     wait_idle(qtbot, widget)
@@ -216,7 +250,7 @@ def test_slicing_axis_follows_the_viewer(scaled_mni, qtbot):
     viewer.dims.set_point(2, world[2])
     mouse_click(widget.layers.points, world)
     wait_idle(qtbot, widget)
-    assert widget.layers.labels.data[:, :, 98].any() and not widget.layers.labels.data[:, :, 97].any()
+    assert widget.layers.labels.data[:, :, 100].any() and not widget.layers.labels.data[:, :, 99].any()
     widget.ui.axis.setCurrentIndex(1)
     widget.ui.axis.activated.emit(1)
     assert viewer.dims.order[-3] == 1 and widget.controller.axis == 1
@@ -261,3 +295,37 @@ def test_model_from_the_picker_loads_in_a_worker(make_napari_viewer, qtbot, monk
         assert "ready on cpu" in widget.message_text
     else:  # no shipped weights in this installation: a clear message, nothing loaded
         assert widget.controller.model is None and "missing" in widget.message_text
+
+
+def test_screenshot_shows_the_widget_and_the_mask(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(ellipsoid_volume(), colormap="gray")
+    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
+    viewer.window.add_dock_widget(widget, name="PGE-SAM")
+    click_index(widget, (6, 24, 26))
+    wait_idle(qtbot, widget)
+    qtbot.wait(50)
+    canvas = viewer.screenshot(canvas_only=True)
+    window = viewer.screenshot(str(tmp_path / "window.png"), canvas_only=False)
+    assert (tmp_path / "window.png").stat().st_size > 10_000
+    assert window.shape[1] > canvas.shape[1]  # the dock widget is in the picture
+    # label 1's colour appears on the canvas (the grey image alone has equal R, G and B)
+    rgb = canvas[..., :3].astype(int)
+    coloured = (np.abs(rgb[..., 0] - rgb[..., 1]) > 30) | (np.abs(rgb[..., 1] - rgb[..., 2]) > 30)
+    assert coloured.sum() > 500
+
+
+
+def test_normalisation_change_restarts_the_session_and_keeps_labels(scaled_mni, qtbot):
+    viewer, widget = scaled_mni
+    click_index(widget, MNI_POINT)
+    wait_idle(qtbot, widget)
+    labels = widget.layers.labels.data.copy()
+    widget.ui.norm_mode.setCurrentText("window")
+    assert widget.controller.normalization.key() == "window:-160,240"  # level 40, width 400
+    assert widget.controller.marks == [] and len(widget.layers.points.data) == 0
+    np.testing.assert_array_equal(widget.layers.labels.data, labels)
+    assert "prompts cleared, labels kept" in widget.message_text
+    widget.ui.norm_high.setValue(-5.0)  # a negative window width
+    assert "width must be positive" in widget.message_text
+    assert widget.controller.normalization.key() == "window:-160,240"

@@ -2,8 +2,9 @@
 
 Several sessions can share one predictor (and so one cache). Encoding runs
 batched under bf16 autocast on CUDA; a background thread prefetches slices a
-session is likely to visit next. A lock serialises use of the model between
-the caller's thread and the prefetch thread.
+session is likely to visit next. Encoding and decoding use separate modules
+(image encoder vs prompt encoder + mask decoder) and separate locks, so a
+click is decoded at once even while a neighbour slice is being prefetched.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Predictor:
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 4)
         self.encoder_calls = 0  # forward passes of the image encoder (batches)
         self.encoded_slices = 0
-        self._lock = threading.RLock()
+        self._encode_lock = threading.RLock()
+        self._decode_lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
         self._prefetch_generation = 0
 
@@ -127,7 +129,7 @@ class Predictor:
 
     def _encode(self, slices: Sequence[np.ndarray], keys: Sequence[CacheKey], disk: DiskStore | None = None,
                 aspect: float = 1.0) -> list[dict]:
-        with self._lock, torch.inference_mode():
+        with self._encode_lock, torch.inference_mode():
             images = self.preprocess(slices, aspect)
             with encoder_autocast(self.device):
                 out = self.model.encode(images)
@@ -164,11 +166,12 @@ class Predictor:
 
         return self._executor.submit(run)
 
-    def close(self) -> None:
-        """Stop the prefetch thread (pending prefetches are dropped)."""
+    def close(self, wait: bool = False) -> None:
+        """Stop the prefetch thread: pending prefetches are dropped; an encode already running
+        finishes in the background unless ``wait``."""
         self._prefetch_generation += 1
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
 
     # -- cheap verb ------------------------------------------------------------------------------------
@@ -183,7 +186,7 @@ class Predictor:
         if multimask is None:
             multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
         transform = self.transform(original_size, aspect)
-        with self._lock, torch.inference_mode():
+        with self._decode_lock, torch.inference_mode():
             feats = {k: v[None].float() for k, v in features.items()}
             if mask_input is not None:
                 mask_input = mask_input.to(self.device, torch.float32)

@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("pge_sam.cli.train", "train the base SAM or PGE adapters (resumable)"),
     "bench": ("pge_sam.cli.bench", "run the DM-Seg-mini benchmark (CSV, markdown table, plots)"),
     "degrade": ("pge_sam.cli.degrade", "list degradations or write a preview grid"),
+    "napari": ("napari_pge_sam._cli", "open napari with the plugin and a sample (--point Z,Y,X[:-], --screenshot PATH)"),
 }
 
 
@@ -26,8 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pge-sam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:  # e.g. the napari plugin package is not installed
+            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(module)
         getattr(mod, f"add_{name}_arguments", getattr(mod, "add_arguments", None))(p)
         p.set_defaults(_module=module, _run=f"run_{name}" if hasattr(mod, f"run_{name}") else "run")
     return parser
