@@ -44,15 +44,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_point(text: str, ndim: int) -> tuple[tuple[float, ...], bool]:
+    """``"z,y,x"``, ``"z,y,x:+"`` or ``"z,y,x:-"`` (``"y,x"`` = row,col in 2D) -> (floats, positive)."""
     coords, _, sign = text.partition(":")
+    form = "Z,Y,X" if ndim == 3 else "Y,X"
+    message = (f"point {text!r} must be {ndim} comma-separated numbers ({form}, ':-' suffix for a negative "
+               f"click) for this {ndim}D image")
     if sign not in ("", "+", "-"):
-        raise InputError(f"point {text!r}: the suffix must be ':+' or ':-'")
+        raise InputError(message)
     try:
         values = tuple(float(v) for v in coords.split(","))
     except ValueError:
-        raise InputError(f"point {text!r} is not a comma-separated list of numbers") from None
+        raise InputError(message) from None
     if len(values) != ndim:
-        raise InputError(f"point {text!r} needs {ndim} coordinates for a {ndim}D image")
+        raise InputError(message)
     return values, sign != "-"
 
 
