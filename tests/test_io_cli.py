@@ -170,7 +170,7 @@ def test_segment_errors_exit_2_with_a_message(cli_inputs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pge-sam segment: error:" in err and "outside the volume" in err
     assert main(base + ["--point", "2,20"]) == 2
-    assert "needs 3 coordinates" in capsys.readouterr().err
+    assert "must be 3 comma-separated numbers (Z,Y,X" in capsys.readouterr().err
     assert main(base) == 2
     assert "at least one --point or --box" in capsys.readouterr().err
     assert main(base + ["--box", "2,5,5:3,30,30"]) == 2
