@@ -1,0 +1,48 @@
+"""`pge-sam bench --quick` runs end to end with the shipped tiny model and the random walker (issue: CI runs it)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from pge_sam.cli import main
+from pge_sam.models.registry import shipped_path
+
+
+@pytest.mark.slow
+def test_quick_benchmark_csv_structure_and_ranges(tmp_path, capsys):
+    assert shipped_path("sam_tiny").is_file(), "the shipped sam_tiny weights are missing from the package"
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--models", "sam_tiny", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["predictor"] for r in rows} == {"random_walker", "sam_tiny"}
+    assert {r["modality"] for r in rows} == {"mri", "ct"}
+    assert {r["severity"] for r in rows} == {"0", "3"}
+    for r in rows:
+        ious = [float(r[f"iou_{k}"]) for k in range(1, 21)]
+        assert all(0.0 <= v <= 1.0 for v in ious)
+        assert 1 <= int(r["noc85"]) <= 20 and 1 <= int(r["noc90"]) <= 20 and int(r["noc85"]) <= int(r["noc90"])
+        assert 0.0 <= float(r["dice5"]) <= 1.0 and 0.0 <= float(r["box_iou"]) <= 1.0
+        assert float(r["seconds"]) > 0
+    # every method gets every target x condition exactly once
+    keys = [(r["modality"], r["degradation"], r["severity"], r["target"]) for r in rows]
+    per_method = {p: sorted(k for k, r in zip(keys, rows) if r["predictor"] == p) for p in ("random_walker", "sam_tiny")}
+    assert per_method["random_walker"] == per_method["sam_tiny"] and len(per_method["sam_tiny"]) >= 8
+    summary = (out / "summary.md").read_text()
+    assert "sam_tiny" in summary and "random_walker" in summary
+    assert list(out.glob("*.png"))
+    # a rerun resumes: no new rows
+    assert main(["bench", "--quick", "--models", "sam_tiny", "--out", str(out)]) == 0
+    assert len(list(csv.DictReader(open(out / "results.csv")))) == len(rows)
+
+
+def test_unknown_model_and_missing_adapter_fail_before_any_work(tmp_path, capsys, monkeypatch):
+    assert main(["bench", "--quick", "--models", "sam_nope", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown" in capsys.readouterr().err
+    from pge_sam.models import registry
+
+    monkeypatch.setattr(registry, "adapter_path", lambda backbone: tmp_path / "missing.safetensors")
+    assert main(["bench", "--quick", "--models", "pge_sam_tiny", "--out", str(tmp_path / "b")]) == 2
+    assert "pge-sam train pge" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "results.csv").exists()
