@@ -50,7 +50,8 @@ class Predictor:
         self.precision = precision_for(self.device)
         self.cache = cache if cache is not None else EmbeddingCache.default_for(self.device)
         self.cache.device = self.device
-        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 4)
+        # Batches pay off on GPUs; on a 2-core CPU a batch of 1 is fastest (docs/benchmarks.md).
+        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         self.encoder_calls = 0  # forward passes of the image encoder (batches)
         self.encoded_slices = 0
         self._encode_lock = threading.RLock()
