@@ -90,12 +90,12 @@ def main() -> None:
 
     # --- first visit vs revisit --------------------------------------------------------------------
     first_fetch, re_fetch, first_click, re_click = [], [], [], []
-    for i, zz in enumerate(idx[:8]):
+    for zz in idx[:8]:
         t0 = time.perf_counter()
-        f = pred.features(session.slice_u8(zz), 0, zz)
+        pred.features(session.slice_u8(zz), 0, zz)
         first_fetch.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        f = pred.features(session.slice_u8(zz), 0, zz)
+        pred.features(session.slice_u8(zz), 0, zz)
         re_fetch.append(time.perf_counter() - t0)
     calls_before = pred.encoder_calls
     for zz in idx[8:16]:

@@ -48,7 +48,7 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self.last_decode: float | None = None  # seconds of that spent in the session (decode + label write)
         self.last_progress: tuple[str, int, int] | None = None  # (job kind, done, total)
         self.closed = False
-        self._queue: list[_Click] = []
+        self._queue: list = []  # pending _prompting._Click items
         self._index = 0
         self._parented = False
         self._connections: list[tuple[object, object]] = []

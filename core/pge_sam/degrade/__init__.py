@@ -103,4 +103,4 @@ def apply(image: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndar
     return out.astype(image.dtype)
 
 
-from . import preview  # noqa: E402  (needs apply/list_degradations above; imports only numpy)
+from . import preview  # noqa: E402,F401  (public submodule; needs apply/list_degradations above)

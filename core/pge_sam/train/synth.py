@@ -286,7 +286,7 @@ def _style_phantom(b):
 
 
 def _style_brain(b):
-    rng, cfg, S = b.rng, b.cfg, b.canvas
+    rng, S = b.rng, b.canvas
     center, radius, aspect, angle = _body_geometry(b, (0.33, 0.42), (0.72, 0.92))
     smooth = 1.0 + sh.periodic_noise(rng, 1024, 2, 5, 0.05)
     if rng.random() < 0.75:
