@@ -70,7 +70,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.Tensor, gts_np, rng, gen):
     """Interactive rounds on one batch of T = B * K targets (image-major); returns (loss, parts dict)."""
     b, size = gt.shape[0], model.spec.img_size
-    target = gt[:, None].float()
+    # Losses at the decoder's low-res output (size / 2 for every backbone): the GT is
+    # area-downsampled to a soft target, 4x cheaper than upsampling the logits.
+    low = size // 2
+    target = F.adaptive_avg_pool2d(gt[:, None].float(), low)
     use_box = rng.random() < cfg.box_prob
     coords = torch.zeros(b, 0, 2, device=gt.device)
     labels = torch.zeros(b, 0, dtype=torch.long, device=gt.device)
@@ -93,7 +96,9 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
             low_res, iou_pred, enhanced = model.decode_with_embedding(feats, prompts, multimask)
         else:
             low_res, iou_pred = model.decode(feats, prompts, multimask)
-        logits = F.interpolate(low_res.float(), (size, size), mode="bilinear", align_corners=False)
+        logits = low_res.float()
+        if logits.shape[-1] != low:
+            logits = F.interpolate(logits, (low, low), mode="bilinear", align_corners=False)
         seg, iou_mse, true_iou = segmentation_loss(logits, target.expand_as(logits), iou_pred.float())
         best = seg.argmin(1) if multimask else torch.zeros(b, dtype=torch.long, device=gt.device)
         pick = torch.arange(b, device=gt.device)
@@ -108,7 +113,8 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
         total = total + loss / cfg.rounds
         ious.append(float(true_iou[pick, best].mean()))
         mask_input = low_res[pick, best][:, None].detach().float()
-        pred = (logits[pick, best] > 0).detach()
+        with torch.no_grad():
+            pred = F.interpolate(mask_input, (size, size), mode="bilinear", align_corners=False)[:, 0] > 0
     parts["iou_first"], parts["iou_last"] = ious[0], ious[-1]
     return total, parts
 
@@ -134,7 +140,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         _trainable(model, cfg).load_state_dict(state["weights"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
-    gen = torch.Generator(device=model.device).manual_seed(cfg.seed * 7919 + rank + step)
+    gen = torch.Generator(device=model.device)
     log = out / "metrics.csv"
     new_log = not log.is_file()
     with open(log, "a", newline="") as fh:
@@ -146,19 +152,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         while step < cfg.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            seeds = [cfg.seed * 1_000_003 + (step * world + rank) * cfg.batch_size + i for i in range(cfg.batch_size)]
-            samples = [make_sample(s, cfg, synth, degradations) for s in seeds]
-            rng = np.random.default_rng(seeds[0] + 17)
-            gts_np = [g for s in samples for g in s.gts]  # image-major: K targets per image
-            gt = gt_to_input(model, gts_np)
-            images = to_model_input(model, [s.degraded for s in samples])
-            clean_embedding = None
-            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                feats, clean_embedding = _features(model, cfg, images, samples)
-            # The decoder's many small matmuls are faster in fp32 than under autocast.
-            feats = {k: v.float() for k, v in feats.items()}
-            clean_embedding = None if clean_embedding is None else clean_embedding.float()
-            loss, parts = run_rounds(model, cfg, feats, clean_embedding, gt, gts_np, rng, gen)
+            loss, parts = batch_loss(model, cfg, step, synth, degradations, gen, rank, world)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if world > 1:
@@ -185,6 +179,29 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 os.replace(tmp, ckpt)
         bar.close()
     return export(model, cfg, step, elapsed) if rank == 0 else out / "unused"
+
+
+def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradations: list[str],
+               gen: torch.Generator, rank: int = 0, world: int = 1):
+    """The loss of training step ``step`` on rank ``rank``: draws its scenes, encodes, runs the rounds.
+
+    Every random draw derives from (``cfg.seed``, ``step``, ``rank``), so a resumed run
+    repeats exactly what an uninterrupted one would have done, and calling this twice
+    with the same arguments gives the same batch. Returns (loss, parts dict).
+    """
+    seeds = [cfg.seed * 1_000_003 + (step * world + rank) * cfg.batch_size + i for i in range(cfg.batch_size)]
+    samples = [make_sample(s, cfg, synth, degradations) for s in seeds]
+    rng = np.random.default_rng(seeds[0] + 17)
+    gen.manual_seed(cfg.seed * 7919 + step * world + rank)
+    gts_np = [g for s in samples for g in s.gts]  # image-major: K targets per image
+    gt = gt_to_input(model, gts_np)
+    images = to_model_input(model, [s.degraded for s in samples])
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        feats, clean_embedding = _features(model, cfg, images, samples)
+    # The decoder's many small matmuls are faster in fp32 than under autocast.
+    feats = {k: v.float() for k, v in feats.items()}
+    clean_embedding = None if clean_embedding is None else clean_embedding.float()
+    return run_rounds(model, cfg, feats, clean_embedding, gt, gts_np, rng, gen)
 
 
 def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
