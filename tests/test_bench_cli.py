@@ -46,3 +46,14 @@ def test_unknown_model_and_missing_adapter_fail_before_any_work(tmp_path, capsys
     assert main(["bench", "--quick", "--models", "pge_sam_tiny", "--out", str(tmp_path / "b")]) == 2
     assert "pge-sam train pge" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "results.csv").exists()
+
+
+def test_label_renames_one_model_and_refuses_several(tmp_path, capsys):
+    assert main(["bench", "--quick", "--models", "sam_tiny,sam_tiny", "--label", "x", "--out", str(tmp_path / "a")]) == 2
+    assert "--label names one model" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main(["bench", "--quick", "--no-baseline", "--models", "sam_tiny", "--label", "sam_tiny_ablation",
+                 "--modalities", "ct", "--degradations", "gaussian_noise", "--severities", "0",
+                 "--max-clicks", "2", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert rows and {r["predictor"] for r in rows} == {"sam_tiny_ablation"}

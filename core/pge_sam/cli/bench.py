@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint", default=None, help="base weights for every model (official .pth or our safetensors)")
     p.add_argument("--adapter", default=None, help="PGE adapter weights for the pge_sam_* models")
+    p.add_argument("--label", default=None,
+                   help="name of the (single) model in the results, e.g. for an ablation adapter: "
+                        "--models pge_sam_tiny --adapter runs/pge_global/pge_sam_tiny.safetensors --label pge_global")
 
 
 def _csv(text):
@@ -28,6 +31,7 @@ def _csv(text):
 
 
 def run(args) -> int:
+    from ..errors import InputError
     from ..evaluate.baselines import RandomWalkerPredictor
     from ..evaluate.bench import run_benchmark
     from ..evaluate.sam_adapter import SessionClickPredictor
@@ -40,6 +44,8 @@ def run(args) -> int:
         names = [r["name"] for r in list_models() if r["backbone"] == "tiny" and r["present"]]
     else:
         names = _csv(args.models) or []
+    if args.label is not None and len(names) != 1:
+        raise InputError(f"--label names one model; got {len(names)} models ({', '.join(names) or 'none'})")
     for name in names:  # unknown names and missing weights fail before any work
         require_weights(name, args.checkpoint, args.adapter if name.startswith("pge_sam_") else None)
     factories = {}
@@ -48,8 +54,9 @@ def run(args) -> int:
     for name in names:
         def factory(name=name):
             adapter = args.adapter if name.startswith("pge_sam_") else None
-            return SessionClickPredictor(build_model(name, checkpoint=args.checkpoint, adapter=adapter, device=args.device))
-        factories[name] = factory  # called by the runner when the model's first row is due
+            model = build_model(name, checkpoint=args.checkpoint, adapter=adapter, device=args.device)
+            return SessionClickPredictor(model, name=args.label or name)
+        factories[args.label or name] = factory  # called by the runner when the model's first row is due
     severities = None if args.severities is None else [int(s) for s in _csv(args.severities)]
     result = run_benchmark(factories, args.out, modalities=_csv(args.modalities), degradations=_csv(args.degradations),
                            severities=severities, max_clicks=args.max_clicks, quick=args.quick, seed=args.seed,

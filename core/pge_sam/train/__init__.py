@@ -6,10 +6,9 @@ from pge_sam.train.synth import (
     Scene,
     SynthConfig,
     SynthConfigError,
-    SynthDataset,
     generate_scene,
-    write_synth_preview,
 )
+from pge_sam.train.synth_dataset import SynthDataset, write_synth_preview
 
 __all__ = [
     "KINDS",

@@ -67,7 +67,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -75,7 +75,7 @@ class TrainConfig:
         return cls(**data)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
         import yaml
 
         data = yaml.safe_load(Path(path).read_text()) or {}
