@@ -130,3 +130,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(v, b["weights"][k]), k
     with open(tmp_path / "split" / "metrics.csv", newline="") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3]
+
+
+def test_targets_skip_specks_and_favour_larger_structures():
+    from pge_sam.train.data import pick_targets
+
+    masks = np.zeros((3, 64, 64), bool)
+    masks[0, :2, :2] = True          # 4 px: a speck
+    masks[1, 10:30, 10:30] = True    # 400 px
+    masks[2, 5:60, 5:60] = True      # 3025 px
+    rng = np.random.default_rng(0)
+    picks = np.concatenate([pick_targets(masks, 2, 200, rng) for _ in range(300)])
+    assert 0 not in picks
+    assert (picks == 2).sum() > (picks == 1).sum()  # sqrt-area weights: 55 vs 20
+    assert sorted(pick_targets(masks, 2, 200, rng)) == [1, 2]  # distinct when enough
+    only_specks = masks[:1]
+    assert pick_targets(only_specks, 2, 200, rng).tolist() == [0, 0]  # the largest, repeated

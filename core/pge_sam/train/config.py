@@ -17,7 +17,9 @@ class TrainConfig:
     base (``base_weights``) with clean/degraded pairs. ``frl``: ``"foreground"``
     (the paper's FRL), ``"global"`` (whole-image MSE ablation) or ``"none"``.
     ``batch_size`` images per step, each with ``targets_per_image`` objects
-    prompted in parallel (one encoder pass serves them all, as in SAM's training).
+    prompted in parallel (one encoder pass serves them all, as in SAM's training),
+    drawn among masks of at least ``min_target_area`` pixels with probability
+    proportional to sqrt(area).
     ``amp``: bf16 autocast for the image encoder (CUDA, and CPUs with bf16
     support: about 2x faster on this project's AMX CPUs); decoder and losses stay fp32.
     """
@@ -28,6 +30,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 4
     targets_per_image: int = 4
+    min_target_area: int = 200
     lr: float = 4e-4
     weight_decay: float = 0.01
     warmup: int = 100
