@@ -140,7 +140,7 @@ def test_targets_skip_specks_and_favour_larger_structures():
     masks[1, 10:30, 10:30] = True    # 400 px
     masks[2, 5:60, 5:60] = True      # 3025 px
     rng = np.random.default_rng(0)
-    picks = np.concatenate([pick_targets(masks, 2, 200, rng) for _ in range(300)])
+    picks = np.concatenate([pick_targets(masks, 1, 200, rng) for _ in range(300)])
     assert 0 not in picks
     assert (picks == 2).sum() > (picks == 1).sum()  # sqrt-area weights: 55 vs 20
     assert sorted(pick_targets(masks, 2, 200, rng)) == [1, 2]  # distinct when enough
