@@ -1,19 +1,19 @@
-"""Test helpers: a deterministic stand-in predictor, a synthetic volume and the tiny model for CPU tests.
+"""Test helpers: the shipped tiny model, a synthetic volume and a deterministic stand-in predictor for CPU tests.
 
 :class:`RegionGrowPredictor` has the interface of
 :class:`pge_sam.predictor.Predictor` (encode = cache the normalised slice;
 decode = prompts -> mask) but segments by a fixed rule instead of a network,
-so geometric assertions (the mask appears around the click, a negative click
-shrinks it, propagation fills neighbouring slices) hold exactly:
+so bookkeeping assertions that need an exact rule (a small box inside an
+object, a click on the background, a slowed-down propagation to cancel) hold:
 
 * seeds: the positive points, or the box centre when there is no positive point;
 * mask: pixels whose uint8 value is within ``tolerance`` of a seed's value and
   4-connected to that seed, restricted to the box when there is one;
 * a negative point removes the pixels nearer to it than to every seed.
 
-:func:`ellipsoid_volume` is a small synthetic volume and :func:`tiny_model`
-builds ``sam_tiny`` from the shipped weights (random weights when they are
-absent). Importing this module imports torch (through ``pge_sam.predictor``); the
+:func:`ellipsoid_volume` is a small synthetic volume; :func:`tiny_model` (and
+:func:`segmenting_model`, used by the geometric tests) builds the shipped
+default tiny model. Importing this module imports torch (through ``pge_sam.predictor``); the
 plugin itself never imports it.
 """
 
@@ -122,27 +122,25 @@ def ellipsoid_volume(shape=(12, 48, 56), value: float = 0.8, background: float =
 
 
 def tiny_model(seed: int = 0):
-    """``sam_tiny`` on the CPU: the shipped weights when the file exists, else random weights seeded with ``seed``."""
+    """The offline default model (:func:`pge_sam.default_model`: ``pge_sam_tiny``, else ``sam_tiny``) on the CPU.
+
+    Random ``sam_tiny`` weights seeded with ``seed`` only when the package ships
+    no tiny weights at all (a broken install; the shipped-weights tests fail then).
+    """
     import torch
 
-    from pge_sam.models.registry import build_model, shipped_path
+    from pge_sam.models.registry import build_model, default_model, shipped_path
 
     from ._compat import avoid_triton_llvm_clash
 
     avoid_triton_llvm_clash()  # a viewer may already have loaded Mesa's LLVM
 
     if shipped_path("sam_tiny").is_file():
-        return build_model("sam_tiny", device="cpu")
+        return build_model(default_model(), device="cpu")
     torch.manual_seed(seed)
     return build_model("sam_tiny", pretrained=False, device="cpu")
 
 
 def segmenting_model():
-    """The model behind the tests' geometric assertions (mask around the click, negative click shrinks it, ...).
-
-    The deterministic :class:`RegionGrowPredictor` while the shipped tiny
-    weights are an interim export that does not segment yet; return
-    :func:`tiny_model` here once they do (the assertions hold for a model
-    that really segments).
-    """
-    return RegionGrowPredictor()
+    """The model behind the tests' geometric assertions: the shipped default model (see :func:`tiny_model`)."""
+    return tiny_model()

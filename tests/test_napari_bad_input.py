@@ -166,12 +166,12 @@ def test_napari_opens_the_contributions_from_the_manifest(make_napari_viewer, qt
     widget.set_model(segmenting_model())  # everything below goes through napari's public-only proxy
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the proxy warns on private attribute access
-        widget.layers.points.add(np.array([128.0, 128.0]))
+        widget.layers.points.add(np.array([128.0, 100.0]))
         qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
         widget.undo()
-        widget.layers.points.add(np.array([128.0, 128.0]))
+        widget.layers.points.add(np.array([128.0, 100.0]))
         qtbot.waitUntil(lambda: not widget.busy, timeout=10_000)
-    assert viewer.layers["Shepp-Logan phantom [pge-sam]"].data[128, 128] == 1
+    assert viewer.layers["Shepp-Logan phantom [pge-sam]"].data[128, 100] == 1  # the left dark ellipse
     viewer.window.remove_dock_widget(dock)
     assert widget.closed
 

@@ -1,12 +1,12 @@
 """The plugin's Qt-free parts: controller verbs, label buffers, coordinate conversion (no viewer, no display).
 
-Geometric assertions (mask around the click, negative click shrinks it,
-propagation fills neighbours) use ``segmenting_model()`` of
-``napari_pge_sam._testing``: the deterministic stand-in predictor while the
-interim tiny weights do not segment yet. The real ``sam_tiny`` (shipped
-weights if present, else random) runs the same verbs where only bookkeeping
-is checked. Layer coordinate helpers are tested on napari layer objects
-without a viewer.
+Geometric assertions (mask around the click, negative click shrinks it, a box
+segments its object, propagation fills neighbours) run the shipped default
+tiny model (``segmenting_model()`` of ``napari_pge_sam._testing``). Two
+bookkeeping tests whose assertions need an exact rule (a small box inside an
+object, a click on the background around it) use the deterministic
+``RegionGrowPredictor`` (``exact_ctrl``). Layer coordinate helpers are tested
+on napari layer objects without a viewer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from napari_pge_sam._controller import Controller, NotReadyError, image_array
-from napari_pge_sam._testing import ellipsoid_volume, segmenting_model, tiny_model
+from napari_pge_sam._testing import RegionGrowPredictor, ellipsoid_volume, segmenting_model, tiny_model
 from pge_sam.errors import InputError, PromptError
 from pge_sam.progress import RecordingProgress
 
@@ -26,6 +26,15 @@ CENTRE = (6.0, 24.0, 26.0)  # inside the ellipsoid of ellipsoid_volume()
 def ctrl():
     """A controller over the (12, 48, 56) ellipsoid volume with the segmenting model; display is uint16 zeros."""
     c = Controller(segmenting_model(), prefetch=0)
+    c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
+    return c
+
+
+@pytest.fixture
+def exact_ctrl():
+    """The same controller with the deterministic :class:`RegionGrowPredictor`, for bookkeeping whose
+    assertions need an exact rule (a box inside an object, a click on the surrounding background)."""
+    c = Controller(RegionGrowPredictor(), prefetch=0)
     c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
     return c
 
@@ -56,7 +65,15 @@ def test_negative_click_shrinks_and_undo_restores_mask_and_marks(ctrl):
     assert ctrl.undo() is None
 
 
-def test_box_prompt_is_clipped_and_replaces_the_previous_box(ctrl):
+def test_box_prompt_segments_the_boxed_object(ctrl):
+    change = ctrl.add_box((6.0, 8.0, 12.0), (6.0, 40.0, 80.0))  # around the ellipse; x beyond the image: clipped to 55
+    assert change.voxels > 100 and ctrl.display[6, 24, 26] == 1
+    assert ctrl.marks[-1].coords[1][2] == 55.0
+    assert (ellipsoid_volume()[6][ctrl.display[6] == 1] > 0.5).mean() > 0.9
+
+
+def test_box_prompt_is_clipped_and_replaces_the_previous_box(exact_ctrl):
+    ctrl = exact_ctrl
     change = ctrl.add_box((6.0, 14.0, 16.0), (6.0, 34.0, 80.0))  # x beyond the image: clipped to 55
     assert change.voxels > 0 and ctrl.display[6, 24, 26] == 1
     assert ctrl.marks[-1].coords[1][2] == 55.0
@@ -69,7 +86,8 @@ def test_box_prompt_is_clipped_and_replaces_the_previous_box(ctrl):
         ctrl.add_box((6.0, 60.0, 60.0), (6.0, 70.0, 70.0))
 
 
-def test_next_object_gets_a_new_id_and_never_paints_over_the_first(ctrl):
+def test_next_object_gets_a_new_id_and_never_paints_over_the_first(exact_ctrl):
+    ctrl = exact_ctrl
     ctrl.add_point(CENTRE)
     first = ctrl.display.copy()
     assert ctrl.next_object() == 2
@@ -266,7 +284,8 @@ def test_large_lazy_volumes_are_read_slice_by_slice():
     c.begin_propagation()
     c.propagate()
     c.push_propagation()
-    assert c.precompute() > 0
+    c.precompute()
+    assert all(c.is_cached(z) for z in range(40))
     assert c.display[10, 128, 128] == 1 and c.display[30, 128, 128] == 1
     assert 256 * 256 <= lazy.largest <= 400_000
 
@@ -277,7 +296,7 @@ def test_2d_image_points_and_boxes():
     c.set_image(image, np.zeros(image.shape, np.uint16))
     c.set_axis(2)  # ignored: a 2D image has one slicing axis
     assert c.axis == 0 and c.slice_of((24.0, 26.0)) == 0
-    c.add_box((14.0, 16.0), (34.0, 36.0))
+    c.add_box((8.0, 12.0), (40.0, 40.0))
     assert c.display[24, 26] == 1
     before = (c.display == 1).sum()
     c.add_point((24.0, 34.0), positive=False)

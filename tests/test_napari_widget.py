@@ -2,9 +2,9 @@
 
 Clicks go through napari's own mouse bindings (press/release on the Points
 layer in add mode, world coordinates in), boxes through the Shapes layer.
-Geometric assertions use ``segmenting_model()`` (the deterministic stand-in
-predictor while the interim tiny weights do not segment; see
-``napari_pge_sam._testing``); the real ``sam_tiny`` drives the worker tests.
+Geometric assertions use ``segmenting_model()``: the shipped default tiny
+model (see ``napari_pge_sam._testing``). The cancel test slows a deterministic
+stand-in down so that a cancel reliably arrives mid-propagation.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from napari_pge_sam._widget import PgeSamWidget
 
 pytestmark = pytest.mark.gui
 
-MNI_POINT = (90.0, 110.0, 100.0)  # a data index inside the brain (a large region for the stand-in)
+MNI_POINT = (90.0, 110.0, 100.0)  # a data index inside the brain
 SCALE, TRANSLATE = (2.0, 0.8, 1.2), (-30.0, 12.0, 5.0)
 
 
