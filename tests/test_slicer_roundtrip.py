@@ -11,8 +11,7 @@ write-back, and the labels are written with the input's geometry.
 
 The tests assert that the driver's calls equal direct core calls on voxels
 computed independently with SimpleITK, that changes stay in the reported box,
-that geometry survives the trip, and that the shipped default model segments
-the brain from one include point.
+and that geometry survives the trip.
 """
 
 from __future__ import annotations
