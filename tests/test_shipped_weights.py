@@ -52,7 +52,7 @@ def dark_ellipse() -> np.ndarray:
 def test_shipped_weights_segment_a_phantom_ellipse_from_one_click(name):
     image, ellipse = shepp_logan(256), dark_ellipse()
     props = regionprops(ellipse.astype(int))[0]
-    assert props.solidity > 0.95 and 0.3 < props.minor_axis_length / props.major_axis_length < 0.45
+    assert props.solidity > 0.95 and 0.3 < props.axis_minor_length / props.axis_major_length < 0.45
     row, col = np.unravel_index(np.argmax(ndimage.distance_transform_edt(ellipse)), ellipse.shape)
     labels = np.zeros(image.shape, np.uint8)
     session = Session(Predictor(build_model(name, device="cpu")), image, labels, prefetch=0)
