@@ -13,13 +13,22 @@ class TrainConfig:
     """Everything a training run depends on (saved next to its checkpoints).
 
     ``stage``: ``"base"`` trains a whole SAM of ``backbone`` (from scratch or
-    ``init``) on clean scenes; ``"pge"`` trains only the PGE modules on a frozen
-    base (``base_weights``) with clean/degraded pairs. ``frl``: ``"foreground"``
+    ``init``, base safetensors) on clean scenes; ``"pge"`` trains only the PGE
+    modules on a frozen base (``base_weights``) with clean/degraded pairs,
+    from zero-initialised modules or ``init`` (adapter safetensors). ``frl``: ``"foreground"``
     (the paper's FRL), ``"global"`` (whole-image MSE ablation) or ``"none"``.
     ``batch_size`` images per step, each with ``targets_per_image`` objects
     prompted in parallel (one encoder pass serves them all, as in SAM's training),
     drawn among masks of at least ``min_target_area`` pixels with probability
-    proportional to sqrt(area).
+    proportional to sqrt(area). ``center_click_prob``: share of corrective
+    clicks placed at the centre of the largest error region (the benchmark's
+    and a careful user's click) instead of uniformly in the errors.
+    ``grad_rounds`` > 0: back-propagate only the first round and
+    ``grad_rounds - 1`` random later ones (the rest run without autograd).
+    ``val_every`` > 0: every so many steps, score the model on ``val_scenes``
+    held-out procedural scenes with the benchmark's click protocol
+    (``val_clicks`` clicks; pge stage: degraded scenes) and export the best
+    checkpoint as ``best_<model>.safetensors`` (see :mod:`.validate`).
     ``amp``: bf16 autocast for the image encoder (CUDA, and CPUs with bf16
     support: about 2x faster on this project's AMX CPUs); decoder and losses stay fp32.
     """
@@ -36,7 +45,9 @@ class TrainConfig:
     warmup: int = 100
     rounds: int = 5
     mask_only_rounds: int = 1
+    grad_rounds: int = 0
     box_prob: float = 0.4
+    center_click_prob: float = 0.0
     frl: str = "foreground"
     frl_weight: float = 10.0
     clean_prob: float = 0.2
@@ -50,6 +61,9 @@ class TrainConfig:
     ckpt_every: int = 100
     threads: int | None = None
     amp: bool = True
+    val_every: int = 0
+    val_scenes: int = 24
+    val_clicks: int = 5
     synth: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +73,12 @@ class TrainConfig:
             raise InputError(f"frl must be 'foreground', 'global' or 'none', got {self.frl!r}")
         if self.rounds < 1 or self.mask_only_rounds >= self.rounds:
             raise InputError("rounds must be >= 1 and larger than mask_only_rounds")
+        if self.grad_rounds < 0:
+            raise InputError(f"grad_rounds must be >= 0 (0: every round), got {self.grad_rounds!r}")
+        if not 0.0 <= self.center_click_prob <= 1.0:
+            raise InputError(f"center_click_prob must be in [0, 1], got {self.center_click_prob!r}")
+        if self.val_every < 0 or self.val_scenes < 1 or self.val_clicks < 1:
+            raise InputError("val_every must be >= 0, val_scenes and val_clicks >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.targets_per_image < 1:
             raise InputError("steps, batch_size and targets_per_image must be positive")
         self.severities = tuple(int(s) for s in self.severities)

@@ -55,6 +55,10 @@ def build_for(cfg: TrainConfig, rank: int):
         from ..models.registry import base_weights_path
 
         load_base(model, base_weights_path(cfg.backbone, cfg.base_weights))
+        if cfg.init:  # warm start from an adapter (e.g. one trained on an earlier base)
+            from ..models.registry import load_adapter
+
+            load_adapter(model, Path(cfg.init))
         params = model.trainable_parameters()
     model.train()
     return model, params
@@ -82,41 +86,56 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
         coords = torch.tensor([[first_click(g, rng)] for g in gts_np], device=gt.device)
         labels = torch.ones(b, 1, dtype=torch.long, device=gt.device)
     mask_only = set(rng.choice(np.arange(1, cfg.rounds), size=cfg.mask_only_rounds, replace=False).tolist()) if cfg.rounds > 1 else set()
+    graded = _graded_rounds(cfg, rng)
     mask_input, pred = None, None
     total = torch.zeros((), device=gt.device)
     parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0}
     ious = []
     for r in range(cfg.rounds):
         if r > 0 and r not in mask_only:
-            c, lab = corrective_clicks(pred, gt, gen)
+            c, lab = corrective_clicks(pred, gt, gen, cfg.center_click_prob)
             coords, labels = torch.cat([coords, c], 1), torch.cat([labels, lab], 1)
         prompts = PromptBatch(coords if coords.shape[1] else None, labels if coords.shape[1] else None, box, mask_input)
         multimask = r == 0 and not use_box
-        if cfg.stage == "pge":
-            low_res, iou_pred, enhanced = model.decode_with_embedding(feats, prompts, multimask)
-        else:
-            low_res, iou_pred = model.decode(feats, prompts, multimask)
-        logits = low_res.float()
-        if logits.shape[-1] != low:
-            logits = F.interpolate(logits, (low, low), mode="bilinear", align_corners=False)
-        seg, iou_mse, true_iou = segmentation_loss(logits, target.expand_as(logits), iou_pred.float())
-        best = seg.argmin(1) if multimask else torch.zeros(b, dtype=torch.long, device=gt.device)
-        pick = torch.arange(b, device=gt.device)
-        loss = seg[pick, best].mean() + iou_mse.mean()
-        parts["seg"] += float(seg[pick, best].mean().detach()) / cfg.rounds
-        parts["iou_mse"] += float(iou_mse.mean().detach()) / cfg.rounds
-        if cfg.stage == "pge" and cfg.frl != "none":
-            clean = clean_embedding.repeat_interleave(b // clean_embedding.shape[0], 0)
-            frl = reconstruction_loss(enhanced, clean, gt[:, None] if cfg.frl == "foreground" else None)
-            loss = loss + cfg.frl_weight * frl
-            parts["frl"] += float(frl.detach()) / cfg.rounds
-        total = total + loss / cfg.rounds
+        with torch.set_grad_enabled(r in graded and torch.is_grad_enabled()):
+            if cfg.stage == "pge":
+                low_res, iou_pred, enhanced = model.decode_with_embedding(feats, prompts, multimask)
+            else:
+                low_res, iou_pred = model.decode(feats, prompts, multimask)
+            logits = low_res.float()
+            if logits.shape[-1] != low:
+                logits = F.interpolate(logits, (low, low), mode="bilinear", align_corners=False)
+            seg, iou_mse, true_iou = segmentation_loss(logits, target.expand_as(logits), iou_pred.float())
+            best = seg.argmin(1) if multimask else torch.zeros(b, dtype=torch.long, device=gt.device)
+            pick = torch.arange(b, device=gt.device)
+            if r in graded:
+                loss = seg[pick, best].mean() + iou_mse.mean()
+                parts["seg"] += float(seg[pick, best].mean().detach()) / len(graded)
+                parts["iou_mse"] += float(iou_mse.mean().detach()) / len(graded)
+                if cfg.stage == "pge" and cfg.frl != "none":
+                    clean = clean_embedding.repeat_interleave(b // clean_embedding.shape[0], 0)
+                    frl = reconstruction_loss(enhanced, clean, gt[:, None] if cfg.frl == "foreground" else None)
+                    loss = loss + cfg.frl_weight * frl
+                    parts["frl"] += float(frl.detach()) / len(graded)
+                total = total + loss / len(graded)
         ious.append(float(true_iou[pick, best].mean()))
         mask_input = low_res[pick, best][:, None].detach().float()
         with torch.no_grad():
             pred = F.interpolate(mask_input, (size, size), mode="bilinear", align_corners=False)[:, 0] > 0
     parts["iou_first"], parts["iou_last"] = ious[0], ious[-1]
     return total, parts
+
+
+def _graded_rounds(cfg: TrainConfig, rng) -> set[int]:
+    """Rounds whose loss is back-propagated: all, or (``grad_rounds`` > 0) the first plus random later ones.
+
+    The other rounds still run (without autograd) to place the next clicks and
+    previous-mask inputs, so long click sequences cost little more than short ones.
+    """
+    if not cfg.grad_rounds or cfg.grad_rounds >= cfg.rounds:
+        return set(range(cfg.rounds))
+    later = rng.choice(np.arange(1, cfg.rounds), size=cfg.grad_rounds - 1, replace=False)
+    return {0, *later.tolist()}
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -133,13 +152,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     synth = SynthConfig(**cfg.synth)
     degradations = list(cfg.degradations) or _all_degradations()
-    step, elapsed = 0, 0.0
+    step, elapsed, best_val = 0, 0.0, -1.0
     ckpt = out / "last.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=model.device, weights_only=True)
         _trainable(model, cfg).load_state_dict(state["weights"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
+        best_val = float(state.get("best_val", -1.0))
+    val_samples = None
+    if cfg.val_every and rank == 0:
+        from .validate import validation_samples
+
+        val_samples = validation_samples(cfg, synth, degradations)
+        if step == 0:  # the starting point is a candidate too (an init that training does not beat is kept)
+            best_val = _validate_and_keep(model, cfg, val_samples, 0, 0.0, best_val)
     gen = torch.Generator(device=model.device)
     log = out / "metrics.csv"
     new_log = not log.is_file()
@@ -172,13 +199,37 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 writer.writerow({"step": step, "loss": round(float(loss.detach()), 5), "lr": lr_at(step - 1, cfg),
                                  "seconds": round(elapsed, 1), **{k: round(v, 5) for k, v in parts.items()}})
                 fh.flush()
+            if val_samples is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                best_val = _validate_and_keep(model, cfg, val_samples, step, elapsed, best_val)
+                t_last = time.perf_counter()  # validation time is not training time
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 tmp = out / "last.pt.tmp"
                 torch.save({"weights": _trainable(model, cfg).state_dict(), "optimizer": opt.state_dict(),
-                            "step": step, "elapsed": elapsed, "config": cfg.to_dict()}, tmp)
+                            "step": step, "elapsed": elapsed, "best_val": best_val, "config": cfg.to_dict()}, tmp)
                 os.replace(tmp, ckpt)
         bar.close()
     return export(model, cfg, step, elapsed) if rank == 0 else out / "unused"
+
+
+def _validate_and_keep(model, cfg: TrainConfig, samples, step: int, elapsed: float, best: float) -> float:
+    """Score the model on the held-out scenes, log to ``validation.csv``, export it if it is the best so far."""
+    from .validate import validate
+
+    model.weights_changed()
+    scores = validate(model, samples, cfg.val_clicks)
+    path = Path(cfg.out_dir) / "validation.csv"
+    new = not path.is_file()
+    improved = scores["val_iou_last"] > best
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, ["step", "val_iou_first", "val_iou_last", "best"])
+        if new:
+            writer.writeheader()
+        writer.writerow({"step": step, **{k: round(v, 5) for k, v in scores.items()}, "best": int(improved)})
+    if improved:
+        export(model, cfg, step, elapsed, prefix="best_")
+        model.train()
+        return scores["val_iou_last"]
+    return best
 
 
 def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradations: list[str],
@@ -226,8 +277,11 @@ def _all_degradations() -> list[str]:
     return list_degradations()
 
 
-def export(model, cfg: TrainConfig, step: int, elapsed: float) -> Path:
-    """Write the run's safetensors (fp16 base SAM, or the fp32 PGE adapter) with a metadata header."""
+def export(model, cfg: TrainConfig, step: int, elapsed: float, prefix: str = "") -> Path:
+    """Write the run's safetensors (fp16 base SAM, or the fp32 PGE adapter) with a metadata header.
+
+    ``prefix``: ``"best_"`` for the checkpoint chosen by validation (``best_sam_tiny.safetensors``).
+    """
     import platform
 
     meta = {"steps": step, "wall_seconds": round(elapsed), "machine": f"{platform.machine()} {platform.processor() or ''} "
@@ -236,8 +290,8 @@ def export(model, cfg: TrainConfig, step: int, elapsed: float) -> Path:
             "config": cfg.to_dict(), "version": 1}
     model.eval()
     if cfg.stage == "base":
-        return save_base(model, Path(cfg.out_dir) / f"sam_{cfg.backbone}.safetensors", meta)
-    return save_adapter(model, Path(cfg.out_dir) / f"pge_sam_{cfg.backbone}.safetensors", meta)
+        return save_base(model, Path(cfg.out_dir) / f"{prefix}sam_{cfg.backbone}.safetensors", meta)
+    return save_adapter(model, Path(cfg.out_dir) / f"{prefix}pge_sam_{cfg.backbone}.safetensors", meta)
 
 
 def export_checkpoint(run_dir: str | Path, to: str | Path | None = None) -> Path:

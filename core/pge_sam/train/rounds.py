@@ -35,13 +35,18 @@ def jittered_box(gt: np.ndarray, rng: np.random.Generator, jitter: float = 0.1) 
     return [float(x0), float(y0), float(x1), float(y1)]
 
 
-def corrective_clicks(pred: torch.Tensor, gt: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One click per sample in the larger error set (false negatives -> positive, false positives -> negative).
+def corrective_clicks(pred: torch.Tensor, gt: torch.Tensor, generator: torch.Generator,
+                      center_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One click per sample in its errors (false negatives -> positive, false positives -> negative).
 
-    ``pred``/``gt``: (B, H, W) bool. The click is drawn uniformly from the error
-    pixels that survive a 3x3 erosion (or from all error pixels if none do).
-    Returns coords (B, 1, 2) float (x, y) and labels (B, 1) int64. A sample
-    with no error gets a positive click inside the GT.
+    ``pred``/``gt``: (B, H, W) bool. Each sample gets, with probability
+    ``center_prob``, the click a careful user (and the benchmark) gives: the
+    point farthest from the boundary of the largest error component
+    (:func:`pge_sam.evaluate.clicks.next_click`); otherwise a click drawn
+    uniformly from the larger error set's pixels that survive a 3x3 erosion
+    (or from all its pixels if none do), as in SAM's training. Returns coords
+    (B, 1, 2) float (x, y) and labels (B, 1) int64. A sample with no error
+    gets a positive click inside the GT. All draws come from ``generator``.
     """
     fn, fp = gt & ~pred, pred & ~gt
     use_fn = fn.flatten(1).sum(1) >= fp.flatten(1).sum(1)
@@ -54,4 +59,14 @@ def corrective_clicks(pred: torch.Tensor, gt: torch.Tensor, generator: torch.Gen
     w = gt.shape[-1]
     coords = torch.stack([(idx % w).float(), (idx // w).float()], dim=-1)[:, None]
     labels = torch.where(use_fn | ~err.flatten(1).any(1), 1, 0).long()[:, None]
+    centred = torch.rand(gt.shape[0], generator=generator, device=generator.device) < center_prob
+    if centred.any():
+        from ..evaluate.clicks import next_click
+
+        gt_np, pred_np = gt.cpu().numpy(), pred.cpu().numpy()
+        for i in torch.nonzero(centred)[:, 0].tolist():
+            click = next_click(gt_np[i], pred_np[i]) if gt_np[i].any() else None
+            if click is not None:
+                coords[i, 0, 0], coords[i, 0, 1] = float(click.col), float(click.row)
+                labels[i, 0] = int(click.positive)
     return coords, labels

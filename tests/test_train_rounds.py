@@ -1,0 +1,101 @@
+"""Training episodes: corrective clicks, back-propagated rounds, held-out validation and the best checkpoint."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from pge_sam.evaluate.clicks import next_click
+from pge_sam.models.registry import build_model, shipped_path
+from pge_sam.train.config import TrainConfig
+from pge_sam.train.loop import _graded_rounds, batch_loss, build_for, train
+from pge_sam.train.rounds import corrective_clicks
+from pge_sam.train.synth import SynthConfig
+from pge_sam.train.validate import validate, validation_samples
+
+
+def _square(r0, r1, c0, c1, size=64):
+    m = torch.zeros(size, size, dtype=torch.bool)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+def test_centred_click_is_the_benchmark_click():
+    gt = torch.stack([_square(10, 50, 10, 50), _square(10, 30, 10, 30)])
+    pred = torch.stack([_square(10, 50, 10, 20), _square(10, 50, 10, 50)])  # missing a slab; too large
+    coords, labels = corrective_clicks(pred, gt, torch.Generator().manual_seed(0), center_prob=1.0)
+    for i in range(2):
+        click = next_click(gt[i].numpy(), pred[i].numpy())
+        assert coords[i, 0].tolist() == [click.col, click.row]  # (x, y)
+        assert labels[i, 0].item() == int(click.positive)
+    assert labels[:, 0].tolist() == [1, 0]
+
+
+def test_uniform_click_lies_in_the_larger_error_set():
+    gt = _square(10, 50, 10, 50)[None]
+    pred = _square(10, 50, 10, 20)[None]
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        coords, labels = corrective_clicks(pred, gt, gen, center_prob=0.0)
+        x, y = (int(v) for v in coords[0, 0])
+        assert labels.item() == 1 and gt[0, y, x] and not pred[0, y, x]
+
+
+@pytest.mark.parametrize("rounds,grad_rounds,expected", [(10, 3, 3), (5, 0, 5), (4, 9, 4), (6, 1, 1)])
+def test_graded_rounds_always_include_the_first(rounds, grad_rounds, expected):
+    cfg = TrainConfig(rounds=rounds, mask_only_rounds=1, grad_rounds=grad_rounds)
+    graded = _graded_rounds(cfg, np.random.default_rng(0))
+    assert 0 in graded and len(graded) == expected and graded <= set(range(rounds))
+
+
+def test_rounds_without_autograd_leave_the_loss_differentiable(tmp_path):
+    cfg = TrainConfig(out_dir=str(tmp_path), batch_size=1, targets_per_image=2, rounds=6, mask_only_rounds=1,
+                      grad_rounds=2, center_click_prob=0.5, amp=False, device="cpu")
+    torch.manual_seed(0)
+    model, params = build_for(cfg, 0)
+    loss, parts = batch_loss(model, cfg, 0, SynthConfig(), [], torch.Generator())
+    loss.backward()
+    assert torch.isfinite(loss) and parts["seg"] > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.sam.mask_decoder.parameters())
+
+
+def test_validation_is_deterministic_and_held_out():
+    cfg = TrainConfig(val_scenes=3, targets_per_image=3)
+    a = validation_samples(cfg, SynthConfig(), [])
+    b = validation_samples(cfg, SynthConfig(), [])
+    assert len(a) == 3 and all(s.gts.shape[0] == 1 for s in a)
+    assert all(np.array_equal(x.clean, y.clean) for x, y in zip(a, b))
+    model = build_model("sam_tiny", device="cpu")
+    assert validate(model, a, 3) == validate(model, a, 3)
+
+
+def test_validation_exports_the_best_checkpoint(tmp_path):
+    cfg = TrainConfig(stage="base", out_dir=str(tmp_path / "run"), steps=3, batch_size=1, targets_per_image=1,
+                      rounds=2, mask_only_rounds=0, amp=False, device="cpu", ckpt_every=1, log_every=1,
+                      init=str(shipped_path("sam_tiny")), lr=3e-3, warmup=1,
+                      val_every=1, val_scenes=2, val_clicks=2)
+    train(cfg, progress=False)
+    with open(tmp_path / "run" / "validation.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]  # step 0: the init is a candidate too
+    scores = [float(r["val_iou_last"]) for r in rows]
+    best_row = max(range(4), key=lambda i: (scores[i], -i))
+    assert rows[best_row]["best"] == "1"
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["best_val"] == pytest.approx(max(scores), abs=1e-5)
+    best = build_model("sam_tiny", checkpoint=tmp_path / "run" / "best_sam_tiny.safetensors", device="cpu")
+    samples = validation_samples(cfg, SynthConfig(), [])
+    assert validate(best, samples, 2)["val_iou_last"] == pytest.approx(max(scores), abs=0.02)
+
+
+def test_pge_stage_warm_starts_from_an_adapter(tmp_path):
+    cfg = TrainConfig(stage="pge", out_dir=str(tmp_path), init=str(shipped_path("pge_sam_tiny")), amp=False,
+                      device="cpu")
+    model, _ = build_for(cfg, 0)
+    shipped = build_model("pge_sam_tiny", device="cpu")
+    for (name, p), q in zip(model.pge.state_dict().items(), shipped.pge.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert any(p.abs().sum() > 0 for p in model.pge.state_dict().values())
