@@ -7,22 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from napari_helpers import CENTRE, add_click, clicked_widget, wait_idle
 
 from napari_pge_sam._testing import ellipsoid_volume, segmenting_model
 from napari_pge_sam._widget import PgeSamWidget
 
 pytestmark = pytest.mark.gui
-
-
-def add_click(widget, index) -> None:
-    """Add a point at image data index ``index`` to the prompt layer (what a click in add mode does)."""
-    world = widget.image_layer.data_to_world(index)
-    widget.viewer.dims.set_point(0, world[0])
-    widget.layers.points.add(widget.layers.points.world_to_data(world))
-
-
-def wait_idle(qtbot, widget, timeout: int = 30_000) -> None:
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # napari on the empty image
@@ -52,17 +42,13 @@ def test_no_image_layer_then_one_arrives(make_napari_viewer, qtbot):
     assert "no image layer" in widget.message_text
     viewer.add_image(ellipsoid_volume(), name="late")
     assert widget.image_layer is viewer.layers["late"] and widget.layers is not None
-    add_click(widget, (6, 24, 26))
+    add_click(widget, CENTRE)
     wait_idle(qtbot, widget)
     assert widget.layers.labels.data[6, 24, 26] == 1
 
 
 def test_points_off_the_image_are_refused_and_removed(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    viewer.add_image(ellipsoid_volume(), scale=(2.0, 0.5, 0.5))
-    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
-    add_click(widget, (6, 24, 26))
-    wait_idle(qtbot, widget)
+    widget = clicked_widget(make_napari_viewer(), qtbot, scale=(2.0, 0.5, 0.5))
     before = widget.layers.labels.data.copy()
     add_click(widget, (6, 24, 80))  # x beyond 55
     assert "outside" in widget.message_text
@@ -72,10 +58,7 @@ def test_points_off_the_image_are_refused_and_removed(make_napari_viewer, qtbot)
 
 def test_clicks_in_3d_view_and_deleting_prompts_are_refused(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    viewer.add_image(ellipsoid_volume())
-    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
-    add_click(widget, (6, 24, 26))
-    wait_idle(qtbot, widget)
+    widget = clicked_widget(viewer, qtbot)
     before = widget.layers.labels.data.copy()
     points = widget.layers.points
     points.selected_data = {0}
@@ -93,10 +76,7 @@ def test_nan_or_constant_images_give_a_message(make_napari_viewer, qtbot, fill, 
     data = ellipsoid_volume() if fill is not None else np.full((12, 48, 56), 3.0, np.float32)
     if fill is not None:
         data[6, 0, 0] = fill
-    viewer.add_image(data, contrast_limits=(0, 4))
-    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
-    add_click(widget, (6, 24, 26))
-    wait_idle(qtbot, widget)
+    widget = clicked_widget(viewer, qtbot, data, contrast_limits=(0, 4))
     assert match in widget.message_text
     assert not widget.layers.labels.data.any() and len(widget.layers.points.data) == 0
 
@@ -117,7 +97,7 @@ def test_missing_weights_are_a_message_and_keep_the_labels(make_napari_viewer, q
     widget.ui.load.click()
     wait_idle(qtbot, widget)
     assert "nowhere.pth not found" in widget.message_text
-    add_click(widget, (6, 24, 26))  # the click waits for a model, whose loading fails again
+    add_click(widget, CENTRE)  # the click waits for a model, whose loading fails again
     wait_idle(qtbot, widget)
     assert "not found" in widget.message_text and len(widget.layers.points.data) == 0
     assert (widget.layers.labels.data[6, :5, :5] == 4).all() and widget.layers.labels.data.sum() == 4 * 25
@@ -138,10 +118,8 @@ def test_replaced_labels_data_is_taken_or_refused(make_napari_viewer, qtbot):
 
 def test_deleting_our_layers_or_the_image_detaches_cleanly(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    image = viewer.add_image(ellipsoid_volume(), name="img")
-    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
-    add_click(widget, (6, 24, 26))
-    wait_idle(qtbot, widget)
+    widget = clicked_widget(viewer, qtbot, name="img")
+    image = viewer.layers["img"]
     labels = widget.layers.labels
     viewer.layers.remove(widget.layers.points)
     assert widget.layers is None and "choose the image again" in widget.message_text
@@ -184,6 +162,6 @@ def test_dask_backed_image_stays_lazy(make_napari_viewer, qtbot):
     viewer.add_image(volume, contrast_limits=(0, 1), multiscale=False)
     widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
     assert widget.controller.image is volume  # not converted to numpy
-    add_click(widget, (6, 24, 26))
+    add_click(widget, CENTRE)
     wait_idle(qtbot, widget)
     assert widget.layers.labels.data[6, 24, 26] == 1

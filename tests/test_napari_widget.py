@@ -17,6 +17,7 @@ import pytest
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from napari.utils.key_bindings import coerce_keybinding
+from napari_helpers import wait_idle
 from qtpy.QtCore import QTimer
 
 from napari_pge_sam._controller import Controller
@@ -57,10 +58,6 @@ def click_index(widget, index, modifiers=()) -> None:
 
 def press(layer, key: str) -> None:
     layer.keymap[coerce_keybinding(key)](layer)
-
-
-def wait_idle(qtbot, widget, timeout: int = 30_000) -> None:
-    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

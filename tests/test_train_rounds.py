@@ -7,7 +7,6 @@ import csv
 import numpy as np
 import pytest
 import torch
-
 from pge_sam.evaluate.clicks import next_click
 from pge_sam.models.registry import build_model, shipped_path
 from pge_sam.train.config import TrainConfig
