@@ -98,3 +98,20 @@ def test_pge_stage_warm_starts_from_an_adapter(tmp_path):
     for (name, p), q in zip(model.pge.state_dict().items(), shipped.pge.state_dict().values()):
         assert torch.equal(p, q), name
     assert any(p.abs().sum() > 0 for p in model.pge.state_dict().values())
+
+
+def test_cli_init_flag_warm_starts_the_adapter(tmp_path):
+    from pge_sam.cli import main
+    from pge_sam.models import weights as W
+
+    config = tmp_path / "c.yaml"
+    config.write_text("batch_size: 1\ntargets_per_image: 1\nrounds: 2\nmask_only_rounds: 0\namp: false\n"
+                      "degradations: [gaussian_noise]\nlog_every: 1\nckpt_every: 1\n")
+    out = tmp_path / "run"
+    assert main(["train", "pge", "--config", str(config), "--out", str(out), "--steps", "1", "--lr", "1e-12",
+                 "--device", "cpu", "--init", str(shipped_path("pge_sam_tiny"))]) == 0
+    trained, _ = W.read_safetensors(out / "pge_sam_tiny.safetensors")
+    shipped, _ = W.read_safetensors(shipped_path("pge_sam_tiny"))
+    assert trained.keys() == shipped.keys()
+    for k in shipped:
+        torch.testing.assert_close(trained[k], shipped[k], atol=1e-6, rtol=0)

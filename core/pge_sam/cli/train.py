@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--frl", choices=["foreground", "global", "none"], default=None, help="reconstruction loss (pge stage)")
     p.add_argument("--base-weights", dest="base_weights", default=None, help="base SAM weights for the pge stage")
+    p.add_argument("--init", default=None,
+                   help="start from these weights: base safetensors (base stage) or an adapter (pge stage)")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -39,7 +41,7 @@ def run(args) -> int:
         return 0
 
     overrides = {k: getattr(args, k) for k in ("backbone", "out_dir", "steps", "batch_size", "lr", "frl",
-                                               "base_weights", "device", "threads", "seed")}
+                                               "base_weights", "init", "device", "threads", "seed")}
     overrides["stage"] = args.stage
     if args.config:
         cfg = TrainConfig.from_yaml(args.config, **overrides)
