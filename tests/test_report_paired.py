@@ -1,0 +1,37 @@
+"""Paired differences in the benchmark summary: matched rows only, exact on constant shifts, deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pge_sam.evaluate.report import paired_difference, summary_markdown
+
+
+def _rows(values, predictor, severity, modality="mri", start=0):
+    return [{"modality": modality, "degradation": "clean" if severity == 0 else "gaussian_noise",
+             "severity": severity, "target": f"t{start + i}", "predictor": predictor, "iou_5": v,
+             "iou_1": v, "noc85": 20.0, "box_iou": v} for i, v in enumerate(values)]
+
+
+def test_a_constant_shift_has_a_zero_width_interval():
+    base = np.linspace(0.2, 0.8, 12)
+    rows = _rows(base, "sam", 3) + _rows(base + 0.05, "pge", 3)
+    p = paired_difference(rows, "sam", "pge", degraded=True)
+    assert p.n == 12 and p.diff == pytest.approx(0.05)
+    assert p.low == pytest.approx(0.05) and p.high == pytest.approx(0.05)
+    assert paired_difference(rows, "sam", "pge", degraded=False) is None  # no clean rows
+
+
+def test_only_matched_rows_count_and_the_interval_covers_the_mean():
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0, 1, 40)
+    b = a + rng.normal(0.02, 0.1, 40)
+    rows = _rows(a, "sam", 2) + _rows(b, "pge", 2) + _rows([0.9] * 5, "pge", 2, start=100)  # unmatched targets
+    rows += _rows(a, "sam", 0) + _rows(a, "pge", 0, modality="ct")  # clean rows in different modalities
+    p = paired_difference(rows, "sam", "pge", degraded=True)
+    assert p.n == 40 and p.diff == pytest.approx(float(np.mean(b - a)))
+    assert p.low < p.diff < p.high and p.high - p.low < 0.1
+    assert p == paired_difference(rows, "sam", "pge", degraded=True)  # seeded bootstrap
+    assert paired_difference(rows, "sam", "pge", degraded=False) is None  # mri vs ct: nothing matches
+    assert "| mri | severity >= 2 | sam | pge | 40 |" in summary_markdown(rows)
