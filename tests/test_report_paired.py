@@ -35,3 +35,23 @@ def test_only_matched_rows_count_and_the_interval_covers_the_mean():
     assert p == paired_difference(rows, "sam", "pge", degraded=True)  # seeded bootstrap
     assert paired_difference(rows, "sam", "pge", degraded=False) is None  # mri vs ct: nothing matches
     assert "| mri | severity >= 2 | sam | pge | 40 |" in summary_markdown(rows)
+
+
+def test_pooled_report_pairs_rows_within_each_run(tmp_path):
+    import csv
+
+    from pge_sam.cli import main
+
+    for i, shift in enumerate((0.1, 0.3)):
+        folder = tmp_path / f"seed{i}"
+        folder.mkdir()
+        rows = _rows([0.2, 0.4], "sam", 3) + _rows([0.2 + shift, 0.4 + shift], "pge", 3)
+        with open(folder / "results.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, ["modality", "degradation", "severity", "target", "predictor", "iou_1",
+                                         "iou_5", "noc85", "box_iou"])
+            writer.writeheader()
+            writer.writerows(rows)
+    assert main(["bench", "--pool", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--out",
+                 str(tmp_path / "pooled")]) == 0
+    summary = (tmp_path / "pooled" / "summary.md").read_text()
+    assert "| mri | severity >= 2 | sam | pge | 4 | 0.300 | 0.500 | +0.200 |" in summary

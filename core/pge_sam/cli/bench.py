@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default=None,
                    help="name of the (single) model in the results, e.g. for an ablation adapter: "
                         "--models pge_sam_tiny --adapter runs/pge_global/pge_sam_tiny.safetensors --label pge_global")
+    p.add_argument("--pool", nargs="+", default=None, metavar="DIR",
+                   help="run nothing: pool the results.csv of these bench folders (e.g. runs with different --seed) "
+                        "into --out's summary.md and plots; rows stay paired within their own folder")
 
 
 def _csv(text):
@@ -40,6 +43,12 @@ def run(args) -> int:
 
     from ..models.registry import list_models
 
+    if args.pool:
+        from ..evaluate.report import write_pooled_report
+
+        report = write_pooled_report(args.pool, args.out)
+        print(f"summary: {report.summary}")
+        return 0
     if args.models is None:
         names = [r["name"] for r in list_models() if r["backbone"] == "tiny" and r["present"]]
     else:

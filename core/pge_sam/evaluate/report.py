@@ -241,9 +241,22 @@ def paired_markdown(rows: list[dict]) -> list[str]:
     return lines if len(lines) > 4 else []
 
 
-def write_report(csv_path, out_dir) -> Report:
-    """Write ``summary.md`` and the PNG plots for ``csv_path`` into ``out_dir``; returns their paths."""
-    rows = load_results(csv_path)
+def write_pooled_report(bench_dirs, out_dir) -> Report:
+    """One report over the ``results.csv`` of several bench folders (e.g. runs with different seeds).
+
+    Each target name gets its folder's position as a prefix (``"0:"``, ``"1:"``, ...), so
+    rows pair only with rows of the same run and a target drawn by two seeds counts twice.
+    """
+    rows = []
+    for i, folder in enumerate(bench_dirs):
+        for r in load_results(Path(folder) / "results.csv"):
+            rows.append(dict(r, target=f"{i}:{r['target']}"))
+    return write_report(None, out_dir, rows)
+
+
+def write_report(csv_path, out_dir, rows: list[dict] | None = None) -> Report:
+    """Write ``summary.md`` and the PNG plots for ``csv_path`` (or parsed ``rows``) into ``out_dir``."""
+    rows = load_results(csv_path) if rows is None else rows
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "summary.md"
