@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from pge_sam.evaluate.report import paired_difference, summary_markdown
 
 

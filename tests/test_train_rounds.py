@@ -54,7 +54,7 @@ def test_rounds_without_autograd_leave_the_loss_differentiable(tmp_path):
     cfg = TrainConfig(out_dir=str(tmp_path), batch_size=1, targets_per_image=2, rounds=6, mask_only_rounds=1,
                       grad_rounds=2, center_click_prob=0.5, amp=False, device="cpu")
     torch.manual_seed(0)
-    model, params = build_for(cfg, 0)
+    model, _ = build_for(cfg, 0)
     loss, parts = batch_loss(model, cfg, 0, SynthConfig(), [], torch.Generator())
     loss.backward()
     assert torch.isfinite(loss) and parts["seg"] > 0
