@@ -115,3 +115,18 @@ def test_cli_init_flag_warm_starts_the_adapter(tmp_path):
     assert trained.keys() == shipped.keys()
     for k in shipped:
         torch.testing.assert_close(trained[k], shipped[k], atol=1e-6, rtol=0)
+
+
+def test_per_degradation_table_scores_both_models_on_every_condition():
+    from pge_sam.degrade import list_degradations
+    from pge_sam.errors import InputError
+    from pge_sam.train.validate import per_degradation_table
+
+    table = per_degradation_table(severity=2, scenes=1, clicks=1, device="cpu")
+    lines = table.splitlines()
+    assert len(lines) == 2 + 1 + len(list_degradations()) + 1
+    assert lines[2].startswith("| clean |") and lines[-1].startswith("| mean over degradations |")
+    values = [float(v) for line in lines[2:] for v in line.strip("|").split("|")[1:3]]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    with pytest.raises(InputError, match="severity"):
+        per_degradation_table(severity=4)

@@ -8,10 +8,15 @@ from ..errors import InputError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=["base", "pge", "export"],
+    p.add_argument("stage", choices=["base", "pge", "export", "validate"],
                    help="base: a whole SAM from scratch; pge: PGE adapters on a frozen base; "
-                        "export: write the safetensors of a run's last checkpoint (--out RUN_DIR [--to FILE])")
+                        "export: write the safetensors of a run's last checkpoint (--out RUN_DIR [--to FILE]); "
+                        "validate: score sam_<backbone> and pge_sam_<backbone> (--base-weights, --adapter) on the "
+                        "held-out scenes, clean and with each degradation at --severity")
     p.add_argument("--to", default=None, help="with export: where to write the safetensors")
+    p.add_argument("--adapter", default=None, help="with validate: the PGE adapter to score (default: the shipped one)")
+    p.add_argument("--severity", type=int, default=3, help="with validate: the degradation severity (1-3)")
+    p.add_argument("--scenes", type=int, default=16, help="with validate: held-out scenes per condition")
     p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (see configs/)")
     p.add_argument("--backbone", default=None, help="tiny (default), vit_b, vit_l or vit_h")
     p.add_argument("--out", dest="out_dir", default=None, help="run folder (checkpoints, metrics.csv, exported weights)")
@@ -38,6 +43,13 @@ def run(args) -> int:
         if not args.out_dir:
             raise InputError("export needs --out RUN_DIR (the folder holding last.pt)")
         print(f"exported {export_checkpoint(args.out_dir, args.to)}")
+        return 0
+    if args.stage == "validate":
+        from ..train.validate import per_degradation_table
+
+        cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+        print(per_degradation_table(args.backbone or cfg.backbone, args.base_weights, args.adapter, args.severity,
+                                    args.scenes, device=args.device or "auto"))
         return 0
 
     overrides = {k: getattr(args, k) for k in ("backbone", "out_dir", "steps", "batch_size", "lr", "frl",

@@ -59,3 +59,33 @@ def validate(model, samples: list, clicks: int) -> dict[str, float]:
     finally:
         model.train(was_training)
     return {"val_iou_first": float(np.mean(first)), "val_iou_last": float(np.mean(last))}
+
+
+def per_degradation_table(backbone: str = "tiny", base_weights=None, adapter=None, severity: int = 3,
+                          scenes: int = 16, clicks: int = 5, device: str = "auto") -> str:
+    """Markdown table: IoU after ``clicks`` clicks of ``sam_<backbone>`` and ``pge_sam_<backbone>``
+    on the first ``scenes`` held-out scenes, clean and with each degradation at ``severity``."""
+    from ..degrade import list_degradations
+    from ..errors import InputError
+    from ..models.registry import build_model
+
+    if severity not in (1, 2, 3) or scenes < 1:
+        raise InputError(f"severity must be 1, 2 or 3 and scenes >= 1 (got {severity}, {scenes})")
+    sam = build_model(f"sam_{backbone}", checkpoint=base_weights, device=device)
+    pge = build_model(f"pge_sam_{backbone}", checkpoint=base_weights, adapter=adapter, device=device)
+    synth = SynthConfig()
+    clean_cfg = TrainConfig(stage="base", val_scenes=scenes)
+    lines = [f"| condition (severity {severity}) | sam_{backbone} | pge_sam_{backbone} | difference |", "|---|---|---|---|"]
+    rows = [("clean", validation_samples(clean_cfg, synth, []))]
+    for name in list_degradations():
+        cfg = TrainConfig(stage="pge", val_scenes=scenes, severities=(severity,))
+        rows.append((name, validation_samples(cfg, synth, [name])))
+    diffs = []
+    for name, samples in rows:
+        a, b = (validate(m, samples, clicks)["val_iou_last"] for m in (sam, pge))
+        lines.append(f"| {name} | {a:.3f} | {b:.3f} | {b - a:+.3f} |")
+        if name != "clean":
+            diffs.append((a, b))
+    mean_a, mean_b = np.mean(diffs, axis=0)
+    lines.append(f"| mean over degradations | {mean_a:.3f} | {mean_b:.3f} | {mean_b - mean_a:+.3f} |")
+    return "\n".join(lines)
