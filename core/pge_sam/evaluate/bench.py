@@ -95,20 +95,18 @@ def _checked_mask(mask, target: Target, predictor: ClickPredictor) -> np.ndarray
     return mask.astype(bool, copy=False)
 
 
-def run_target(predictor: ClickPredictor, target: Target, max_clicks: int = 20) -> dict:
-    """Click protocol plus box prompt for one target on the image already set in ``predictor``.
+def click_ious(predictor: ClickPredictor, gt: np.ndarray, max_clicks: int, check=None) -> tuple[list[float], float]:
+    """IoU after each of ``max_clicks`` protocol clicks (:func:`next_click`) on ``gt`` (H, W) bool.
 
-    Returns ``ious`` (list of ``max_clicks`` floats), ``box_iou`` and
-    ``seconds`` (time inside ``reset``/``predict``).
+    ``predictor`` must be reset on its image. A perfect prediction ends the
+    episode early and its IoU repeats to ``max_clicks`` values. ``check``:
+    optional function applied to every predicted mask before scoring.
+    Returns the IoUs and the seconds spent inside ``predictor.predict``.
     """
-    gt = target.mask
     points: list[tuple[int, int]] = []
     labels: list[int] = []
     ious: list[float] = []
-    pred = None
-    start = time.perf_counter()
-    predictor.reset()
-    elapsed = time.perf_counter() - start
+    pred, seconds = None, 0.0
     while len(ious) < max_clicks:
         click = next_click(gt, pred)
         if click is None:  # perfect prediction: nothing left to correct
@@ -117,14 +115,28 @@ def run_target(predictor: ClickPredictor, target: Target, max_clicks: int = 20) 
         points.append((click.row, click.col))
         labels.append(1 if click.positive else 0)
         start = time.perf_counter()
-        mask = predictor.predict(np.array(points, dtype=np.int64), np.array(labels, dtype=np.int64))
-        elapsed += time.perf_counter() - start
-        pred = _checked_mask(mask, target, predictor)
+        pred = predictor.predict(np.array(points, dtype=np.int64), np.array(labels, dtype=np.int64))
+        seconds += time.perf_counter() - start
+        pred = check(pred) if check is not None else pred
         ious.append(iou(pred, gt))
+    return ious, seconds
+
+
+def run_target(predictor: ClickPredictor, target: Target, max_clicks: int = 20) -> dict:
+    """Click protocol plus box prompt for one target on the image already set in ``predictor``.
+
+    Returns ``ious`` (list of ``max_clicks`` floats), ``box_iou`` and
+    ``seconds`` (time inside ``reset``/``predict``).
+    """
+    gt = target.mask
+    start = time.perf_counter()
+    predictor.reset()
+    elapsed = time.perf_counter() - start
+    ious, seconds = click_ious(predictor, gt, max_clicks, lambda mask: _checked_mask(mask, target, predictor))
     start = time.perf_counter()
     predictor.reset()
     box_mask = predictor.predict(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), bounding_box(gt))
-    elapsed += time.perf_counter() - start
+    elapsed += seconds + time.perf_counter() - start
     return {"ious": ious, "box_iou": iou(_checked_mask(box_mask, target, predictor), gt), "seconds": elapsed}
 
 

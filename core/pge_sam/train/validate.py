@@ -17,8 +17,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..evaluate.clicks import next_click
-from ..evaluate.metrics import iou
+from ..evaluate.bench import click_ious
 from .config import TrainConfig
 from .data import make_sample
 from .synth import SynthConfig
@@ -43,19 +42,10 @@ def validate(model, samples: list, clicks: int) -> dict[str, float]:
         with torch.no_grad():
             predictor = SessionClickPredictor(model)
             for sample in samples:
-                gt = sample.gts[0]
                 predictor.set_image(sample.degraded.astype(np.float32))
-                points, labels, pred = [], [], None
-                for k in range(clicks):
-                    click = next_click(gt, pred)
-                    if click is None:
-                        break
-                    points.append((click.row, click.col))
-                    labels.append(int(click.positive))
-                    pred = predictor.predict(np.array(points), np.array(labels))
-                    if k == 0:
-                        first.append(iou(pred, gt))
-                last.append(iou(pred, gt))
+                ious, _ = click_ious(predictor, sample.gts[0], clicks)
+                first.append(ious[0])
+                last.append(ious[-1])
     finally:
         model.train(was_training)
     return {"val_iou_first": float(np.mean(first)), "val_iou_last": float(np.mean(last))}
