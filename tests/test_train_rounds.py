@@ -130,3 +130,56 @@ def test_per_degradation_table_scores_both_models_on_every_condition():
     assert all(0.0 <= v <= 1.0 for v in values)
     with pytest.raises(InputError, match="severity"):
         per_degradation_table(severity=4)
+
+
+def test_click_loss_is_low_when_the_logits_obey_the_clicks_and_ignores_padding():
+    from pge_sam.train.losses import click_loss
+
+    logits = torch.full((1, 32, 32), -8.0)
+    logits[0, 8:16, 8:16] = 8.0  # input frame 64 -> logits cell = coordinate // 2
+    coords = torch.tensor([[[24.0, 24.0], [50.0, 50.0], [0.0, 0.0]]])  # inside, outside, padding
+    obeyed = click_loss(logits, coords, torch.tensor([[1, 0, -1]]), 64)
+    flipped = click_loss(logits, coords, torch.tensor([[0, 1, -1]]), 64)
+    assert float(obeyed) < 1e-3 < 7.0 < float(flipped)
+    assert float(click_loss(logits, coords, torch.full((1, 3), -1), 64)) == 0.0
+
+
+def test_decoder_only_training_keeps_the_encoder_and_logs_the_click_term(tmp_path):
+    init = str(shipped_path("sam_tiny"))
+    cfg = TrainConfig(stage="base", out_dir=str(tmp_path / "run"), steps=2, batch_size=1, targets_per_image=2,
+                      rounds=3, mask_only_rounds=0, amp=False, device="cpu", ckpt_every=1, log_every=1, lr=1e-3,
+                      init=init, train_encoder=False, click_weight=1.0, seed=2)
+    model, params = build_for(cfg, 0)
+    trained = {id(p) for m in (model.sam.prompt_encoder, model.sam.mask_decoder) for p in m.parameters()}
+    assert {id(p) for p in params} == trained
+    encoder_before = {k: v.clone() for k, v in model.sam.image_encoder.state_dict().items()}
+    train(cfg, progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["weights"]
+    changed = [k for k, v in encoder_before.items() if not torch.equal(state[f"image_encoder.{k}"], v)]
+    assert changed == []
+    assert any(not torch.equal(state[k], v) for k, v in model.sam.state_dict().items() if k.startswith("mask_decoder."))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert len(rows) == 2 and all(float(r["click"]) > 0 for r in rows)
+
+
+def test_decoder_only_training_needs_an_init():
+    with pytest.raises(Exception, match="train_encoder"):
+        TrainConfig(stage="base", train_encoder=False)
+
+
+def test_a_resumed_run_keeps_the_columns_of_its_metrics_file(tmp_path):
+    cfg = TrainConfig(stage="base", out_dir=str(tmp_path / "run"), steps=1, batch_size=1, targets_per_image=1,
+                      rounds=2, mask_only_rounds=0, amp=False, device="cpu", ckpt_every=1, log_every=1, seed=5)
+    train(cfg, progress=False)
+    log = tmp_path / "run" / "metrics.csv"
+    old_columns = ["step", "loss", "seg", "iou_mse", "frl", "iou_first", "iou_last", "lr", "seconds"]
+    rows = list(csv.DictReader(open(log)))
+    with open(log, "w", newline="") as fh:  # a file written before the click column existed
+        w = csv.DictWriter(fh, old_columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    cfg.steps = 2
+    train(cfg, progress=False)
+    lines = log.read_text().splitlines()
+    assert lines[0].split(",") == old_columns and len(lines) == 3
+    assert all(len(line.split(",")) == len(old_columns) for line in lines)

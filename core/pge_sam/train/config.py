@@ -29,6 +29,12 @@ class TrainConfig:
     held-out procedural scenes with the benchmark's click protocol
     (``val_clicks`` clicks; pge stage: degraded scenes) and export the best
     checkpoint as ``best_<model>.safetensors`` (see :mod:`.validate`).
+    ``train_encoder=False`` (base stage): keep the image encoder of ``init``
+    frozen and train only the prompt encoder and mask decoder, where the
+    click-by-click behaviour lives. ``click_weight`` > 0 adds a click-consistency
+    term: binary cross-entropy of the mask logits at every click so far
+    against the click's label (a positive click must end up inside the mask,
+    a negative one outside), averaged over clicks.
     ``amp``: bf16 autocast for the image encoder (CUDA, and CPUs with bf16
     support: about 2x faster on this project's AMX CPUs); decoder and losses stay fp32.
     """
@@ -48,6 +54,8 @@ class TrainConfig:
     grad_rounds: int = 0
     box_prob: float = 0.4
     center_click_prob: float = 0.0
+    click_weight: float = 0.0
+    train_encoder: bool = True
     frl: str = "foreground"
     frl_weight: float = 10.0
     clean_prob: float = 0.2
@@ -77,6 +85,10 @@ class TrainConfig:
             raise InputError(f"grad_rounds must be >= 0 (0: every round), got {self.grad_rounds!r}")
         if not 0.0 <= self.center_click_prob <= 1.0:
             raise InputError(f"center_click_prob must be in [0, 1], got {self.center_click_prob!r}")
+        if self.click_weight < 0:
+            raise InputError(f"click_weight must be >= 0, got {self.click_weight!r}")
+        if not self.train_encoder and (self.stage != "base" or not self.init):
+            raise InputError("train_encoder: false needs stage 'base' and an init (the encoder to keep frozen)")
         if self.val_every < 0 or self.val_scenes < 1 or self.val_clicks < 1:
             raise InputError("val_every must be >= 0, val_scenes and val_clicks >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.targets_per_image < 1:

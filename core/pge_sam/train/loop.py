@@ -24,11 +24,11 @@ from ..models.base import PromptBatch
 from ..models.registry import build_model, load_base, save_adapter, save_base
 from .config import TrainConfig
 from .data import gt_to_input, make_sample, to_model_input
-from .losses import reconstruction_loss, segmentation_loss
+from .losses import click_loss, reconstruction_loss, segmentation_loss
 from .rounds import corrective_clicks, first_click, jittered_box
 from .synth import SynthConfig
 
-METRICS = ["step", "loss", "seg", "iou_mse", "frl", "iou_first", "iou_last", "lr", "seconds"]
+METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "iou_first", "iou_last", "lr", "seconds"]
 
 
 def _dist():
@@ -47,9 +47,10 @@ def build_for(cfg: TrainConfig, rank: int):
         model = build_model(f"sam_{cfg.backbone}", pretrained=False, device=device)
         if cfg.init:
             load_base(model, Path(cfg.init))
-        for p in model.sam.parameters():
+        trained = model.sam if cfg.train_encoder else (model.sam.prompt_encoder, model.sam.mask_decoder)
+        params = list(trained.parameters()) if cfg.train_encoder else [p for m in trained for p in m.parameters()]
+        for p in params:
             p.requires_grad_(True)
-        params = list(model.sam.parameters())
     else:
         model = build_model(f"pge_sam_{cfg.backbone}", pretrained=False, device=device)
         from ..models.registry import base_weights_path
@@ -89,7 +90,7 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
     graded = _graded_rounds(cfg, rng)
     mask_input, pred = None, None
     total = torch.zeros((), device=gt.device)
-    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0}
+    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0}
     ious = []
     for r in range(cfg.rounds):
         if r > 0 and r not in mask_only:
@@ -110,6 +111,10 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
             pick = torch.arange(b, device=gt.device)
             if r in graded:
                 loss = seg[pick, best].mean() + iou_mse.mean()
+                if cfg.click_weight and coords.shape[1]:
+                    click = click_loss(logits[pick, best], coords, labels, size)
+                    loss = loss + cfg.click_weight * click
+                    parts["click"] += float(click.detach()) / len(graded)
                 parts["seg"] += float(seg[pick, best].mean().detach()) / len(graded)
                 parts["iou_mse"] += float(iou_mse.mean().detach()) / len(graded)
                 if cfg.stage == "pge" and cfg.frl != "none":
@@ -170,8 +175,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     gen = torch.Generator(device=model.device)
     log = out / "metrics.csv"
     new_log = not log.is_file()
+    columns = METRICS if new_log else _header(log)  # a resumed run keeps its file's columns
     with open(log, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, METRICS)
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         if new_log:
             writer.writeheader()
         bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc=f"train {cfg.stage}")
@@ -209,6 +215,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 os.replace(tmp, ckpt)
         bar.close()
     return export(model, cfg, step, elapsed) if rank == 0 else out / "unused"
+
+
+def _header(csv_path: Path) -> list[str]:
+    with open(csv_path, newline="") as fh:
+        return next(csv.reader(fh), None) or METRICS
 
 
 def _validate_and_keep(model, cfg: TrainConfig, samples, step: int, elapsed: float, best: float) -> float:
@@ -258,7 +269,8 @@ def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradati
 def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
     """Per-batch image features (and the clean embedding for the FRL in the pge stage)."""
     if cfg.stage == "base":
-        return {"embedding": model.sam.image_encoder(images)}, None
+        with torch.set_grad_enabled(cfg.train_encoder and torch.is_grad_enabled()):
+            return {"embedding": model.sam.image_encoder(images)}, None
     clean_embedding = None
     with torch.no_grad():
         embedding, early = model.encode_backbone(images)

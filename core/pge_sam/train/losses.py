@@ -41,6 +41,23 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torc
     return seg, (iou_pred - true_iou) ** 2, true_iou
 
 
+def click_loss(logits: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, input_size: int) -> torch.Tensor:
+    """Click consistency: BCE of the logits under each click against its label, averaged.
+
+    ``logits``: (B, h, w) mask logits covering the (input_size x input_size)
+    input frame; ``coords``: (B, N, 2) float (x, y) in that frame;
+    ``labels``: (B, N) int, 1 positive, 0 negative, -1 padding (ignored).
+    """
+    b, h, w = logits.shape
+    cols = (coords[..., 0] * w / input_size).long().clamp(0, w - 1)
+    rows = (coords[..., 1] * h / input_size).long().clamp(0, h - 1)
+    at = logits[torch.arange(b, device=logits.device)[:, None], rows, cols]
+    valid = labels >= 0
+    if not valid.any():
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(at[valid], labels[valid].float())
+
+
 def foreground_mask(gt: torch.Tensor, size: int) -> torch.Tensor:
     """GT (B, 1, S, S) -> (B, 1, size, size) area-resized, nonzero cells dilated by one cell."""
     area = F.adaptive_avg_pool2d(gt.float(), size)
