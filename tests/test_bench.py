@@ -76,7 +76,7 @@ def run(out_dir, recorder=None, **kwargs):
 
 
 def read_csv(path):
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.reader(handle))
 
 
@@ -104,7 +104,7 @@ def test_end_to_end_rows_report_and_resume(tmp_path):
     clean_image = tiny_targets()["ct"][0].image
     assert sum(np.array_equal(img, clean_image) for img in recorder.images) == 2
 
-    summary = result.summary_path.read_text()
+    summary = result.summary_path.read_text(encoding="utf-8")
     assert "| ct | gaussian_noise | 3 | random_walker | 2 |" in summary
     assert "Clean vs degraded" in summary
     names = sorted(p.name for p in result.plots)

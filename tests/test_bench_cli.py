@@ -29,7 +29,7 @@ def test_quick_benchmark_csv_structure_and_ranges(tmp_path, capsys):
     keys = [(r["modality"], r["degradation"], r["severity"], r["target"]) for r in rows]
     per_method = {p: sorted(k for k, r in zip(keys, rows) if r["predictor"] == p) for p in ("random_walker", "sam_tiny")}
     assert per_method["random_walker"] == per_method["sam_tiny"] and len(per_method["sam_tiny"]) >= 8
-    summary = (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "sam_tiny" in summary and "random_walker" in summary
     assert list(out.glob("*.png"))
     # a rerun resumes: no new rows

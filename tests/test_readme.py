@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
     return [line for line in block.splitlines() if line and not line.startswith("#")]
 
@@ -22,7 +22,7 @@ def test_readme_starts_with_two_commands():
 
 
 def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     for part in readme_commands()[1].split("&&"):
         assert part.strip() in ci, f"CI does not run {part.strip()!r} from the README"
 

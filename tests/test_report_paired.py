@@ -45,12 +45,30 @@ def test_pooled_report_pairs_rows_within_each_run(tmp_path):
         folder = tmp_path / f"seed{i}"
         folder.mkdir()
         rows = _rows([0.2, 0.4], "sam", 3) + _rows([0.2 + shift, 0.4 + shift], "pge", 3)
-        with open(folder / "results.csv", "w", newline="") as fh:
+        with open(folder / "results.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, ["modality", "degradation", "severity", "target", "predictor", "iou_1",
                                          "iou_5", "noc85", "box_iou"])
             writer.writeheader()
             writer.writerows(rows)
     assert main(["bench", "--pool", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--out",
                  str(tmp_path / "pooled")]) == 0
-    summary = (tmp_path / "pooled" / "summary.md").read_text()
+    summary = (tmp_path / "pooled" / "summary.md").read_text(encoding="utf-8")
     assert "| mri | severity >= 2 | sam | pge | 4 | 0.300 | 0.500 | +0.200 |" in summary
+
+
+def test_pooling_runs_with_different_click_budgets_is_refused(tmp_path):
+    import csv
+
+    from pge_sam.errors import InputError
+    from pge_sam.evaluate.report import write_pooled_report
+
+    for name, columns in (("twenty", ["iou_1", "iou_5", "iou_20"]), ("five", ["iou_1", "iou_5"])):
+        (tmp_path / name).mkdir()
+        with open(tmp_path / name / "results.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, ["modality", "degradation", "severity", "target", "predictor", *columns,
+                                         "noc85", "box_iou"], restval="0.5")
+            writer.writeheader()
+            writer.writerows(_rows([0.2, 0.4], "sam", 3))
+    with pytest.raises(InputError, match="different click budgets"):
+        write_pooled_report([tmp_path / "twenty", tmp_path / "five"], tmp_path / "pooled")
+    assert not (tmp_path / "pooled").exists()

@@ -131,7 +131,7 @@ def cmake_lists(text: str) -> dict[str, list[str]]:
 
 
 def test_module_cmakelists_lists_exactly_the_existing_scripts_and_resources():
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     sets = cmake_lists(text)
     name = sets["MODULE_NAME"][0]
     assert name == "PGESAM"
@@ -147,7 +147,7 @@ def test_module_cmakelists_lists_exactly_the_existing_scripts_and_resources():
 
 
 def test_root_cmakelists_metadata_and_catalog_entry_agree():
-    text = (EXT / "CMakeLists.txt").read_text()
+    text = (EXT / "CMakeLists.txt").read_text(encoding="utf-8")
     meta = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', text))
     required = {"EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"}
@@ -164,7 +164,7 @@ def test_root_cmakelists_metadata_and_catalog_entry_agree():
     positions = [text.index(s) for s in order]
     assert positions == sorted(positions)
 
-    catalog = json.loads((EXT / f"{project}.json").read_text())
+    catalog = json.loads((EXT / f"{project}.json").read_text(encoding="utf-8"))
     depends = [] if meta["EXTENSION_DEPENDS"] == "NA" else meta["EXTENSION_DEPENDS"].split()
     assert catalog["build_dependencies"] == depends
     assert catalog["category"] == meta["EXTENSION_CATEGORY"]
@@ -172,7 +172,7 @@ def test_root_cmakelists_metadata_and_catalog_entry_agree():
                             "scm_revision", "scm_type", "scm_url", "tier"}
     assert {"$schema", "category", "scm_url", "scm_revision"} <= set(catalog)
     assert catalog["scm_url"].startswith("https://github.com/") and 1 <= catalog["tier"] <= 5
-    assert "Apache License, Version 2.0" in (EXT / "LICENSE.txt").read_text()
+    assert "Apache License, Version 2.0" in (EXT / "LICENSE.txt").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("icon", ["PGESAM.png", "PGESAM/Resources/Icons/PGESAM.png"])
@@ -211,7 +211,7 @@ def widget_class() -> ast.ClassDef:
 
 def test_shortcuts_are_shown_in_widget_ui_and_readme_and_call_widget_methods():
     hint = shortcut_hint()
-    readme = (EXT / "README.md").read_text()
+    readme = (EXT / "README.md").read_text(encoding="utf-8")
     ui = ET.parse(MODULE / "Resources" / "UI" / "PGESAM.ui").getroot()
     label = next(w for w in ui.iter("widget") if w.get("name") == "shortcutsLabel")
     assert label.find("property/string").text == hint  # the .ui lists them too, not only the code
@@ -262,7 +262,7 @@ def test_logic_maps_its_verbs_onto_the_driver_and_passes_spacing_in_core_order()
 def test_pins_match_the_project_constraints():
     pins = {r.distribution: r.version for r in deps.REQUIREMENTS}
     assert pins == {"torch": "2.14.1", "torchvision": "0.29.1", "segment-anything": "1.0", "pge-sam": None}
-    constraints = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.M))
+    constraints = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "constraints.txt").read_text(encoding="utf-8"), re.M))
     for name in ("torch", "torchvision"):
         assert pins[name] == constraints[name]
 

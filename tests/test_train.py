@@ -58,9 +58,13 @@ def test_base_steps_lower_the_loss(tmp_path):
 
 @pytest.mark.parametrize("frl", ["foreground", "global"])
 def test_pge_steps_lower_the_loss_and_leave_the_base_frozen(tmp_path, frl):
-    """On the shipped base (a random decoder would hide what the adapter does)."""
-    cfg = small_config(tmp_path, "pge", frl=frl, lr=3e-3)
-    before, after, model = overfit(cfg, steps=10)
+    """On the shipped base (a random decoder would hide what the adapter does).
+
+    30 steps at 5e-3: on the v5 base 10 steps at 3e-3 lowered the global-MSE
+    variant's loss by only 5 % (foreground 13 %); 30 steps give 34 % and 14 %.
+    """
+    cfg = small_config(tmp_path, "pge", frl=frl, lr=5e-3)
+    before, after, model = overfit(cfg, steps=30)
     assert after < 0.9 * before, (before, after)
     assert not any(p.requires_grad for p in model.sam.parameters())
     reference = build_model("sam_tiny", device="cpu")
@@ -128,7 +132,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert a["step"] == b["step"] == 3
     for k, v in a["weights"].items():
         assert torch.equal(v, b["weights"][k]), k
-    with open(tmp_path / "split" / "metrics.csv", newline="") as fh:
+    with open(tmp_path / "split" / "metrics.csv", newline="", encoding="utf-8") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3]
 
 

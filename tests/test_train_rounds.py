@@ -77,7 +77,7 @@ def test_validation_exports_the_best_checkpoint(tmp_path):
                       init=str(shipped_path("sam_tiny")), lr=3e-3, warmup=1,
                       val_every=1, val_scenes=2, val_clicks=2)
     train(cfg, progress=False)
-    with open(tmp_path / "run" / "validation.csv", newline="") as fh:
+    with open(tmp_path / "run" / "validation.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]  # step 0: the init is a candidate too
     scores = [float(r["val_iou_last"]) for r in rows]
@@ -140,7 +140,8 @@ def test_click_loss_is_low_when_the_logits_obey_the_clicks_and_ignores_padding()
     coords = torch.tensor([[[24.0, 24.0], [50.0, 50.0], [0.0, 0.0]]])  # inside, outside, padding
     obeyed = click_loss(logits, coords, torch.tensor([[1, 0, -1]]), 64)
     flipped = click_loss(logits, coords, torch.tensor([[0, 1, -1]]), 64)
-    assert float(obeyed) < 1e-3 < 7.0 < float(flipped)
+    assert float(obeyed) < 1e-3
+    assert float(flipped) > 7.0
     assert float(click_loss(logits, coords, torch.full((1, 3), -1), 64)) == 0.0
 
 
@@ -158,7 +159,8 @@ def test_decoder_only_training_keeps_the_encoder_and_logs_the_click_term(tmp_pat
     changed = [k for k, v in encoder_before.items() if not torch.equal(state[f"image_encoder.{k}"], v)]
     assert changed == []
     assert any(not torch.equal(state[k], v) for k, v in model.sam.state_dict().items() if k.startswith("mask_decoder."))
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    with open(tmp_path / "run" / "metrics.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 2 and all(float(r["click"]) > 0 for r in rows)
 
 
@@ -173,13 +175,14 @@ def test_a_resumed_run_keeps_the_columns_of_its_metrics_file(tmp_path):
     train(cfg, progress=False)
     log = tmp_path / "run" / "metrics.csv"
     old_columns = ["step", "loss", "seg", "iou_mse", "frl", "iou_first", "iou_last", "lr", "seconds"]
-    rows = list(csv.DictReader(open(log)))
-    with open(log, "w", newline="") as fh:  # a file written before the click column existed
+    with open(log, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(log, "w", newline="", encoding="utf-8") as fh:  # a file written before the click column existed
         w = csv.DictWriter(fh, old_columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     cfg.steps = 2
     train(cfg, progress=False)
-    lines = log.read_text().splitlines()
+    lines = log.read_text(encoding="utf-8").splitlines()
     assert lines[0].split(",") == old_columns and len(lines) == 3
     assert all(len(line.split(",")) == len(old_columns) for line in lines)

@@ -4,7 +4,7 @@ Typical use::
 
     from pge_sam.evaluate import RandomWalkerPredictor, run_benchmark
     result = run_benchmark({"random_walker": RandomWalkerPredictor}, "bench_out", quick=True)
-    print(result.summary_path.read_text())
+    print(result.summary_path.read_text(encoding="utf-8"))
 
 Heavy libraries (SimpleITK, scikit-image, matplotlib, the degradations) are
 imported only when used.

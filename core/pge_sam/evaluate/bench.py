@@ -188,7 +188,7 @@ def _check_args(predictors, modalities, degradations, severities, max_clicks, se
 
 
 def _read_done(csv_path: Path, columns: list[str]) -> set[tuple[str, ...]]:
-    with open(csv_path, newline="") as handle:
+    with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -241,7 +241,7 @@ def run_benchmark(
     columns = csv_columns(max_clicks)
     done = _read_done(csv_path, columns) if resume and csv_path.exists() else set()
     if not done or not resume:
-        with open(csv_path, "w", newline="") as handle:
+        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerow(columns)
 
     plan = []  # (modality, degradation, severity, [targets of one image])
@@ -259,7 +259,7 @@ def run_benchmark(
     result = BenchResult(out_dir, csv_path, out_dir / "summary.md")
     progress.start(total)
     instances: dict[str, ClickPredictor] = {}
-    with open(csv_path, "a", newline="") as handle:
+    with open(csv_path, "a", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         for modality, name, severity, group in plan:
             if result.cancelled:

@@ -48,7 +48,7 @@ def load_results(csv_path) -> list[dict]:
     path = Path(csv_path)
     if not path.is_file():
         raise InputError(f"{path} does not exist; run the benchmark first")
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     text_columns = {"modality", "degradation", "target", "predictor"}
     for row in rows:
@@ -247,10 +247,15 @@ def write_pooled_report(bench_dirs, out_dir) -> Report:
     Each target name gets its folder's position as a prefix (``"0:"``, ``"1:"``, ...), so
     rows pair only with rows of the same run and a target drawn by two seeds counts twice.
     """
-    rows = []
+    rows, clicks = [], {}
     for i, folder in enumerate(bench_dirs):
-        for r in load_results(Path(folder) / "results.csv"):
-            rows.append(dict(r, target=f"{i}:{r['target']}"))
+        loaded = load_results(Path(folder) / "results.csv")
+        clicks[str(folder)] = len(_curve_columns(loaded))
+        rows.extend(dict(r, target=f"{i}:{r['target']}") for r in loaded)
+    if len(set(clicks.values()) - {0}) > 1:
+        runs = ", ".join(f"{folder}: {n}" for folder, n in clicks.items())
+        raise InputError(f"these runs used different click budgets ({runs} clicks); NoC and the IoU curves would "
+                         "mix protocols. Pool runs made with the same --max-clicks")
     return write_report(None, out_dir, rows)
 
 
@@ -260,7 +265,7 @@ def write_report(csv_path, out_dir, rows: list[dict] | None = None) -> Report:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "summary.md"
-    summary.write_text(summary_markdown(rows))
+    summary.write_text(summary_markdown(rows), encoding="utf-8")
     plots = []
     for modality in _ordered(r["modality"] for r in rows):
         plots.append(plot_iou_curves(rows, modality, out_dir / f"iou_vs_clicks_{modality}.png"))

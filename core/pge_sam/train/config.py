@@ -113,6 +113,6 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
         import yaml
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data)

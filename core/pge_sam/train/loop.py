@@ -176,7 +176,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     log = out / "metrics.csv"
     new_log = not log.is_file()
     columns = METRICS if new_log else _header(log)  # a resumed run keeps its file's columns
-    with open(log, "a", newline="") as fh:
+    with open(log, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         if new_log:
             writer.writeheader()
@@ -218,7 +218,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 
 def _header(csv_path: Path) -> list[str]:
-    with open(csv_path, newline="") as fh:
+    with open(csv_path, newline="", encoding="utf-8") as fh:
         return next(csv.reader(fh), None) or METRICS
 
 
@@ -231,7 +231,7 @@ def _validate_and_keep(model, cfg: TrainConfig, samples, step: int, elapsed: flo
     path = Path(cfg.out_dir) / "validation.csv"
     new = not path.is_file()
     improved = scores["val_iou_last"] > best
-    with open(path, "a", newline="") as fh:
+    with open(path, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, ["step", "val_iou_first", "val_iou_last", "best"])
         if new:
             writer.writeheader()
@@ -327,7 +327,7 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    with open(csv_path, newline="") as fh:
+    with open(csv_path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
