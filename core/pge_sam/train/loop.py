@@ -47,8 +47,8 @@ def build_for(cfg: TrainConfig, rank: int):
         model = build_model(f"sam_{cfg.backbone}", pretrained=False, device=device)
         if cfg.init:
             load_base(model, Path(cfg.init))
-        trained = model.sam if cfg.train_encoder else (model.sam.prompt_encoder, model.sam.mask_decoder)
-        params = list(trained.parameters()) if cfg.train_encoder else [p for m in trained for p in m.parameters()]
+        modules = [model.sam] if cfg.train_encoder else [model.sam.prompt_encoder, model.sam.mask_decoder]
+        params = [p for m in modules for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
     else:
