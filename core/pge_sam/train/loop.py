@@ -269,8 +269,8 @@ def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradati
 def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
     """Per-batch image features (and the clean embedding for the FRL in the pge stage)."""
     if cfg.stage == "base":
-        with torch.set_grad_enabled(cfg.train_encoder and torch.is_grad_enabled()):
-            return {"embedding": model.sam.image_encoder(images)}, None
+        # With train_encoder false the encoder's parameters stay frozen, so no graph is built here.
+        return {"embedding": model.sam.image_encoder(images)}, None
     clean_embedding = None
     with torch.no_grad():
         embedding, early = model.encode_backbone(images)
