@@ -72,3 +72,31 @@ def test_pooling_runs_with_different_click_budgets_is_refused(tmp_path):
     with pytest.raises(InputError, match="different click budgets"):
         write_pooled_report([tmp_path / "twenty", tmp_path / "five"], tmp_path / "pooled")
     assert not (tmp_path / "pooled").exists()
+
+
+def test_degradation_cost_pairs_each_degraded_row_with_the_clean_row_of_its_target():
+    from pge_sam.evaluate.paired import degradation_cost
+
+    clean = np.linspace(0.5, 0.9, 10)
+    rows = _rows(clean, "sam", 0) + _rows(clean - 0.2, "sam", 2) + _rows(clean - 0.1, "sam", 3)
+    rows += _rows(clean, "pge", 0) + _rows(clean, "pge", 3)  # pge: no cost at all
+    rows += _rows([0.0] * 3, "sam", 3, start=50)  # degraded targets without a clean row are left out
+    rows += _rows([0.1] * 10, "sam", 1)  # severity 1 is not counted
+    cost = degradation_cost(rows, "sam")
+    assert cost.n == 20 and cost.mean_a == pytest.approx(clean.mean())
+    assert cost.diff == pytest.approx(-0.15) and cost.low < -0.15 < cost.high
+    p = degradation_cost(rows, "pge")
+    assert p.diff == 0.0 and p.low == p.high == 0.0
+    assert degradation_cost(rows, "sam", modality="ct") is None
+    assert degradation_cost(_rows(clean, "sam", 3), "sam") is None  # a run without clean rows
+    text = summary_markdown(rows)
+    assert "## Cost of degradation" in text
+    line = next(x for x in text.splitlines() if x.startswith("| mri | sam | 20 |"))
+    assert "-0.150" in line and line.count("|") == 3 + 2 * 3 + 1
+
+
+def test_a_run_with_fewer_than_five_clicks_summarises_without_iou5():
+    rows = [{k: v for k, v in r.items() if k != "iou_5"} for r in _rows([0.4, 0.6], "sam", 0) + _rows([0.3, 0.5], "sam", 2)
+            + _rows([0.5, 0.7], "pge", 0) + _rows([0.4, 0.6], "pge", 2)]
+    text = summary_markdown(rows)  # no KeyError; IoU@5 cells are "-"
+    assert "## Cost of degradation" in text and "| mri | sam | 2 | 0.500 | -0.100" in text

@@ -8,9 +8,13 @@
 * a compact table per modality x predictor: clean vs the mean over every
   degraded row with severity >= 2 (all degradations and targets pooled);
 * paired differences between every two predictors on the same rows
-  (:func:`paired_difference`): mean IoU@5 difference with a 95 % bootstrap
-  interval, clean and severity >= 2, so a margin can be told from the
-  spread of a benchmark with few targets.
+  (:func:`~pge_sam.evaluate.paired.paired_difference`): mean IoU@5 difference
+  with a 95 % bootstrap interval, clean and severity >= 2, so a margin can be
+  told from the spread of a benchmark with few targets;
+* the cost of degradation per predictor
+  (:func:`~pge_sam.evaluate.paired.degradation_cost`): IoU@1, IoU@5 and box
+  IoU at severity >= 2 minus clean on the same targets, i.e. how much room a
+  restoration method has on each metric.
 
 Plots (PNG, matplotlib's Agg renderer, no pyplot state):
 
@@ -29,6 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .paired import Paired, cost_markdown, degradation_cost, paired_difference, paired_markdown
+
+__all__ = ["Paired", "Report", "degradation_cost", "load_results", "paired_difference", "summary_markdown",
+           "write_pooled_report", "write_report"]
 
 METRICS = (("iou_1", "IoU@1"), ("iou_3", "IoU@3"), ("iou_5", "IoU@5"), ("noc85", "NoC@85"),
            ("noc90", "NoC@90"), ("dice5", "Dice@5"), ("box_iou", "box IoU"), ("seconds", "s/target"))
@@ -124,6 +132,7 @@ def summary_markdown(rows: list[dict]) -> str:
                 cells += [_fmt(_mean(clean, key), key), _fmt(_mean(heavy, key), key)]
             lines.append(f"| {modality} | {predictor} | " + " | ".join(cells) + " |")
     lines += paired_markdown(rows)
+    lines += cost_markdown(rows)
     return "\n".join(lines + [""])
 
 
@@ -184,61 +193,6 @@ def plot_noc_bars(rows: list[dict], modality: str, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path)
     return path
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Mean of ``b - a`` over ``n`` matched rows, with a 95 % bootstrap interval ``(low, high)``."""
-
-    n: int
-    mean_a: float
-    mean_b: float
-    diff: float
-    low: float
-    high: float
-
-
-def paired_difference(rows: list[dict], a: str, b: str, key: str = "iou_5", modality: str | None = None,
-                      degraded: bool = False, resamples: int = 2000, seed: int = 0) -> Paired | None:
-    """Predictor ``b`` minus predictor ``a`` on the rows both have (same modality, degradation, severity, target).
-
-    ``degraded``: severity >= 2 rows, else clean rows; ``modality`` ``None`` pools both. The
-    interval is the 2.5/97.5 percentiles of ``resamples`` bootstrap means of the paired
-    differences (``numpy.random.default_rng(seed)``: same rows, same interval). ``None`` when
-    no row matches.
-    """
-    def keep(r):
-        return (modality is None or r["modality"] == modality) and ((r["severity"] >= 2) if degraded else (r["severity"] == 0))
-
-    by_key: dict[tuple, dict[str, float]] = {}
-    for r in rows:
-        if r["predictor"] in (a, b) and keep(r):
-            by_key.setdefault((r["modality"], r["degradation"], r["severity"], r["target"]), {})[r["predictor"]] = r[key]
-    pairs = np.array([(v[a], v[b]) for v in by_key.values() if a in v and b in v], dtype=float)
-    pairs = pairs[~np.isnan(pairs).any(1)] if len(pairs) else pairs
-    if not len(pairs):
-        return None
-    d = pairs[:, 1] - pairs[:, 0]
-    boot = d[np.random.default_rng(seed).integers(len(d), size=(resamples, len(d)))].mean(1)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return Paired(len(d), float(pairs[:, 0].mean()), float(pairs[:, 1].mean()), float(d.mean()), float(low), float(high))
-
-
-def paired_markdown(rows: list[dict]) -> list[str]:
-    """The summary's paired-difference section (IoU@5, every two predictors, clean and severity >= 2)."""
-    predictors = _ordered(r["predictor"] for r in rows)
-    lines = ["", "## Paired differences (IoU@5, b - a on the same targets and conditions, 95 % bootstrap interval)", "",
-             "| modality | condition | a | b | n | a | b | b - a | interval |", "|" + "---|" * 9]
-    for modality in [*_ordered(r["modality"] for r in rows), None]:
-        for degraded in (False, True):
-            for i, a in enumerate(predictors):
-                for b in predictors[i + 1:]:
-                    p = paired_difference(rows, a, b, modality=modality, degraded=degraded)
-                    if p is not None:
-                        lines.append(f"| {modality or 'all'} | {'severity >= 2' if degraded else 'clean'} | {a} | {b} | "
-                                     f"{p.n} | {p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
-                                     f"{p.low:+.3f} .. {p.high:+.3f} |")
-    return lines if len(lines) > 4 else []
 
 
 def write_pooled_report(bench_dirs, out_dir) -> Report:

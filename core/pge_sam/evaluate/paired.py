@@ -1,0 +1,124 @@
+"""Paired statistics over DM-Seg-mini result rows, with 95 % bootstrap intervals.
+
+A benchmark with a few targets per condition has a large spread, so margins
+are reported as means of *paired* differences (same target, same condition)
+with an interval, never as differences of two means:
+
+* :func:`paired_difference`: predictor ``b`` minus predictor ``a`` on the same
+  rows (modality, degradation, severity, target);
+* :func:`degradation_cost`: one predictor's degraded row minus its clean row
+  of the same target (severity >= 2). It says how much room a degradation
+  leaves: a restoration method cannot win back more than the degradation
+  cost its base in the first place.
+
+Rows are the dicts of :func:`pge_sam.evaluate.report.load_results`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COST_METRICS = (("iou_1", "IoU@1"), ("iou_5", "IoU@5"), ("box_iou", "box IoU"))
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Mean of ``b - a`` over ``n`` matched rows, with a 95 % bootstrap interval ``(low, high)``."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    low: float
+    high: float
+
+
+def _ordered(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _paired(pairs: list[tuple[float, float]], resamples: int, seed: int) -> Paired | None:
+    """Statistics of ``pairs`` (n, 2) as ``(a, b)``; rows with a NaN are dropped; ``None`` when none is left."""
+    array = np.array(pairs, dtype=float).reshape(-1, 2)
+    array = array[~np.isnan(array).any(1)]
+    if not len(array):
+        return None
+    d = array[:, 1] - array[:, 0]
+    boot = d[np.random.default_rng(seed).integers(len(d), size=(resamples, len(d)))].mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return Paired(len(d), float(array[:, 0].mean()), float(array[:, 1].mean()), float(d.mean()),
+                  float(low), float(high))
+
+
+def paired_difference(rows: list[dict], a: str, b: str, key: str = "iou_5", modality: str | None = None,
+                      degraded: bool = False, resamples: int = 2000, seed: int = 0) -> Paired | None:
+    """Predictor ``b`` minus predictor ``a`` on the rows both have (same modality, degradation, severity, target).
+
+    ``degraded``: severity >= 2 rows, else clean rows; ``modality`` ``None`` pools both. The
+    interval is the 2.5/97.5 percentiles of ``resamples`` bootstrap means of the paired
+    differences (``numpy.random.default_rng(seed)``: same rows, same interval). ``None`` when
+    no row matches.
+    """
+    def keep(r):
+        return (modality is None or r["modality"] == modality) and ((r["severity"] >= 2) if degraded else (r["severity"] == 0))
+
+    by_key: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if r["predictor"] in (a, b) and keep(r):
+            by_key.setdefault((r["modality"], r["degradation"], r["severity"], r["target"]), {})[r["predictor"]] = r.get(key, np.nan)
+    return _paired([(v[a], v[b]) for v in by_key.values() if a in v and b in v], resamples, seed)
+
+
+def degradation_cost(rows: list[dict], predictor: str, key: str = "iou_5", modality: str | None = None,
+                     resamples: int = 2000, seed: int = 0) -> Paired | None:
+    """``predictor``'s degraded minus clean ``key`` on the same target (severity >= 2 rows).
+
+    Each degraded row (modality, degradation, severity, target) pairs with the clean row of
+    the same modality and target, so ``a`` is clean and ``b`` degraded; a negative ``diff``
+    is a loss. ``modality`` ``None`` pools both. ``None`` when the rows have no clean
+    counterpart (e.g. a run with ``--severities 2,3`` only).
+    """
+    mine = [r for r in rows if r["predictor"] == predictor and (modality is None or r["modality"] == modality)]
+    clean = {(r["modality"], r["target"]): r.get(key, np.nan) for r in mine if r["severity"] == 0}
+    pairs = [(clean[(r["modality"], r["target"])], r.get(key, np.nan)) for r in mine
+             if r["severity"] >= 2 and (r["modality"], r["target"]) in clean]
+    return _paired(pairs, resamples, seed)
+
+
+def paired_markdown(rows: list[dict]) -> list[str]:
+    """The summary's paired-difference section (IoU@5, every two predictors, clean and severity >= 2)."""
+    predictors = _ordered(r["predictor"] for r in rows)
+    lines = ["", "## Paired differences (IoU@5, b - a on the same targets and conditions, 95 % bootstrap interval)", "",
+             "| modality | condition | a | b | n | a | b | b - a | interval |", "|" + "---|" * 9]
+    for modality in [*_ordered(r["modality"] for r in rows), None]:
+        for degraded in (False, True):
+            for i, a in enumerate(predictors):
+                for b in predictors[i + 1:]:
+                    p = paired_difference(rows, a, b, modality=modality, degraded=degraded)
+                    if p is not None:
+                        lines.append(f"| {modality or 'all'} | {'severity >= 2' if degraded else 'clean'} | {a} | {b} | "
+                                     f"{p.n} | {p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
+                                     f"{p.low:+.3f} .. {p.high:+.3f} |")
+    return lines if len(lines) > 4 else []
+
+
+def cost_markdown(rows: list[dict]) -> list[str]:
+    """The summary's degradation-cost section: per modality and predictor, degraded - clean on the same targets."""
+    predictors = _ordered(r["predictor"] for r in rows)
+    head = " | ".join(f"{label} clean | {label} degraded - clean" for _, label in COST_METRICS)
+    lines = ["", "## Cost of degradation (severity >= 2 minus clean, same predictor and target, "
+             "95 % bootstrap interval)", "",
+             "A method that restores degraded features can win back at most what the degradation cost; "
+             "a cost near zero leaves no room for a margin on that metric.", "",
+             f"| modality | predictor | n | {head} |", "|" + "---|" * (3 + 2 * len(COST_METRICS))]
+    for modality in _ordered(r["modality"] for r in rows):
+        for predictor in predictors:
+            stats = [degradation_cost(rows, predictor, key, modality) for key, _ in COST_METRICS]
+            if stats[0] is None:
+                continue
+            cells = " | ".join("- | -" if p is None else f"{p.mean_a:.3f} | {p.diff:+.3f} ({p.low:+.3f} .. {p.high:+.3f})"
+                               for p in stats)
+            lines.append(f"| {modality} | {predictor} | {stats[0].n} | {cells} |")
+    return lines if len(lines) > 6 else []
