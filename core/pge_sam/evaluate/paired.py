@@ -108,10 +108,10 @@ def cost_markdown(rows: list[dict]) -> list[str]:
     """The summary's degradation-cost section: per modality and predictor, degraded - clean on the same targets."""
     predictors = _ordered(r["predictor"] for r in rows)
     head = " | ".join(f"{label} clean | {label} degraded - clean" for _, label in COST_METRICS)
-    lines = ["", "## Cost of degradation (severity >= 2 minus clean, same predictor and target, "
-             "95 % bootstrap interval)", "",
-             "A method that restores degraded features can win back at most what the degradation cost; "
-             "a cost near zero leaves no room for a margin on that metric.", "",
+    title = "## Cost of degradation (severity >= 2 minus clean, same predictor and target, 95 % bootstrap interval)"
+    note = ("A method that restores degraded features can win back at most what the degradation cost; "
+            "a cost near zero leaves no room for a margin on that metric.")
+    lines = ["", title, "", note, "",
              f"| modality | predictor | n | {head} |", "|" + "---|" * (3 + 2 * len(COST_METRICS))]
     for modality in _ordered(r["modality"] for r in rows):
         for predictor in predictors:
