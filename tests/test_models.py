@@ -12,9 +12,11 @@ from pge_sam.models.registry import build_model, model_names, parse_name
 from pge_sam.predictor import Predictor
 
 
-def test_registry_names_all_eight_models():
+def test_registry_names_all_twelve_models():
     names = model_names()
-    assert sorted(names) == sorted(f"{v}_{b}" for v in ("sam", "pge_sam") for b in ("tiny", "vit_b", "vit_l", "vit_h"))
+    variants = ("sam", "pge_sam", "robust_sam")
+    assert sorted(names) == sorted(f"{v}_{b}" for v in variants for b in ("tiny", "vit_b", "vit_l", "vit_h"))
+    assert parse_name("robust_sam_vit_b").variant == "robust_sam" and parse_name("robust_sam_tiny").backbone == "tiny"
     assert parse_name("pge_sam_vit_l").variant == "pge_sam" and parse_name("pge_sam_vit_l").backbone == "vit_l"
     assert parse_name("sam_tiny").variant == "sam"
     with pytest.raises(InputError, match="unknown backbone 'vit_x'"):

@@ -23,7 +23,9 @@ def run_models(args) -> int:
         where = r["weights"] + (f" + {r['adapter']}" if "adapter" in r else "")
         mark = " (default)" if r["name"] == default_model() else ""
         print(f"{r['name']:<16} {r['backbone']:<7} {'present' if r['present'] else 'missing':<8} {where}{mark}")
-    print("\nGet official checkpoints with `pge-sam weights fetch vit_b` (or vit_l, vit_h).")
+    print("\nGet official checkpoints with `pge-sam weights fetch vit_b` (or vit_l, vit_h). RobustSAM's release "
+          "publishes no checksums: download robustsam_checkpoint_{b,l,h}.pth by hand (see docs/model.md) into "
+          "`pge-sam weights dir`.")
     return 0
 
 
@@ -41,6 +43,13 @@ def run_weights(args) -> int:
     if args.weights_command == "dir":
         print(W.cache_dir())
         return 0
+    if args.name.startswith("robust_sam_"):
+        from ..errors import InputError
+        from ..models import robust_weights as RW
+
+        backbone = args.name.removeprefix("robust_sam_")
+        raise InputError("no checksummed download exists for RobustSAM, so pge-sam does not fetch it. "
+                         + RW.missing_message(RW.official_path(backbone), backbone))
     backbone = args.name.removeprefix("pge_sam_").removeprefix("sam_")
     path = W.fetch_official(backbone, args.dir)
     print(f"{path} (sha256 verified)")

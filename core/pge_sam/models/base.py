@@ -72,6 +72,21 @@ class SegmentationModel(nn.Module):
         """
         return {"embedding": self.sam.image_encoder(images)}
 
+    def encode_backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder pass: the neck embedding (B, D, h, w) and the early feature (B, C, h, w).
+
+        The early feature is the output of the first global-attention block
+        (``spec.early_block``), channels first; C = ``spec.embed_dim``.
+        """
+        captured: list[torch.Tensor] = []
+        block = self.sam.image_encoder.blocks[self.spec.early_block]
+        handle = block.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            embedding = self.sam.image_encoder(images)
+        finally:
+            handle.remove()
+        return embedding, captured[0].permute(0, 3, 1, 2)  # (B, h, w, C) -> (B, C, h, w)
+
     # -- per click -----------------------------------------------------------
     def decode(
         self, features: dict[str, torch.Tensor], prompts: PromptBatch, multimask: bool

@@ -132,17 +132,6 @@ class PGESamModel(SegmentationModel):
         embedding, early = self.encode_backbone(images)
         return {"embedding": embedding, "early_proj": self.pge.msfi(early)}
 
-    def encode_backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One encoder pass: the neck embedding (B, C, h, w) and the early feature (B, D, h, w)."""
-        captured: list[torch.Tensor] = []
-        block = self.sam.image_encoder.blocks[self.spec.early_block]
-        handle = block.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
-            embedding = self.sam.image_encoder(images)
-        finally:
-            handle.remove()
-        return embedding, captured[0].permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
-
     def decode(self, features, prompts: PromptBatch, multimask: bool):
         low_res, iou, _ = self.decode_with_embedding(features, prompts, multimask)
         return low_res, iou

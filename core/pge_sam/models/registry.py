@@ -1,4 +1,4 @@
-"""Named models: ``sam_<backbone>`` and ``pge_sam_<backbone>`` for tiny, vit_b, vit_l, vit_h.
+"""Named models: ``sam_<backbone>``, ``pge_sam_<backbone>`` and ``robust_sam_<backbone>`` for tiny, vit_b, vit_l, vit_h.
 
 ``build_model(name)`` composes a model from plain builder functions and loads
 its weights:
@@ -9,7 +9,11 @@ its weights:
   see :mod:`pge_sam.models.weights`);
 * PGE adapters: ``pge_sam/weights/pge_sam_tiny.safetensors`` (shipped) or
   ``adapter=`` / ``<cache>/pge_sam_<backbone>_adapter.safetensors`` (trained
-  with ``pge-sam train``).
+  with ``pge-sam train``);
+* RobustSAM: for vit_* the official ``robustsam_checkpoint_*.pth`` (whole model,
+  :mod:`pge_sam.models.robust_weights`), else our trained modules
+  (``adapter=`` / ``<cache>/robust_sam_<backbone>_adapter.safetensors``, or the
+  shipped ``robust_sam_tiny.safetensors``) on the base SAM.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from pathlib import Path
 
 from ..device import resolve_device
 from ..errors import InputError, MissingWeightsError, WeightsError
+from . import robust_weights as RW
 from . import weights as W
 from .backbones import build_sam, get_backbone
 from .base import SegmentationModel
 from .pge import PGESamModel, pge_sizes
+from .robust import RobustSamModel
 
-VARIANTS = ("sam", "pge_sam")
+VARIANTS = ("sam", "pge_sam", "robust_sam")
 DEFAULT_MODEL = "pge_sam_tiny"
 
 
@@ -41,7 +47,7 @@ def default_model() -> str:
 
 
 def parse_name(name: str) -> ModelInfo:
-    for variant in ("pge_sam", "sam"):
+    for variant in ("robust_sam", "pge_sam", "sam"):
         prefix = variant + "_"
         if name.startswith(prefix):
             backbone = name[len(prefix):]
@@ -62,6 +68,24 @@ def adapter_path(backbone: str) -> Path:
     if backbone == "tiny":
         return shipped_path("pge_sam_tiny")
     return W.cache_dir() / f"pge_sam_{backbone}_adapter.safetensors"
+
+
+def robust_adapter_path(backbone: str) -> Path:
+    if backbone == "tiny":
+        return shipped_path("robust_sam_tiny")
+    return W.cache_dir() / f"robust_sam_{backbone}_adapter.safetensors"
+
+
+def _robust_sources(backbone: str, checkpoint, adapter) -> tuple[Path | None, Path | None]:
+    """(whole official RobustSAM file, None) or (None, our trained modules) for a robust_sam model."""
+    if adapter is not None:
+        return None, Path(adapter).expanduser()
+    if backbone == "tiny":
+        return None, robust_adapter_path("tiny")
+    official = Path(checkpoint).expanduser() if checkpoint is not None else RW.official_path(backbone)
+    if checkpoint is None and not official.is_file() and robust_adapter_path(backbone).is_file():
+        return None, robust_adapter_path(backbone)
+    return official, None
 
 
 def base_weights_path(backbone: str, checkpoint: str | Path | None = None) -> Path:
@@ -89,9 +113,18 @@ def build_model(
     sam = build_sam(spec)
     if info.variant == "sam":
         model: SegmentationModel = SegmentationModel(sam, spec, name)
+    elif info.variant == "robust_sam":
+        model = RobustSamModel(sam, spec, name)
     else:
         model = PGESamModel(sam, spec, name, **pge_sizes(spec))
-    if pretrained:
+    if pretrained and info.variant == "robust_sam":
+        official, modules = _robust_sources(info.backbone, checkpoint, adapter)
+        if official is not None:
+            RW.load_official(model, official)
+        else:
+            load_base(model, base_weights_path(info.backbone, checkpoint))
+            load_robust_adapter(model, modules)
+    elif pretrained:
         load_base(model, base_weights_path(info.backbone, checkpoint))
         if info.variant == "pge_sam":
             load_adapter(model, Path(adapter).expanduser() if adapter else adapter_path(info.backbone))
@@ -101,10 +134,18 @@ def build_model(
 def require_weights(name: str, checkpoint: str | Path | None = None, adapter: str | Path | None = None) -> None:
     """Raise the error :func:`build_model` would raise for missing weights, without building anything."""
     info = parse_name(name)
+    if info.variant == "robust_sam":
+        official, modules = _robust_sources(info.backbone, checkpoint, adapter)
+        if official is not None and not official.is_file():
+            raise MissingWeightsError(RW.missing_message(official, info.backbone))
+        if official is not None:
+            return
     base = base_weights_path(info.backbone, checkpoint)
     if not base.is_file():
         raise MissingWeightsError(W.missing_message(base, info.backbone) if info.backbone != "tiny" else
                                   f"the tiny weights {base} are missing; reinstall pge-sam or pass --checkpoint")
+    if info.variant == "robust_sam" and not modules.is_file():
+        raise MissingWeightsError(RW.missing_message(modules, info.backbone, official=False))
     if info.variant == "pge_sam":
         path = Path(adapter).expanduser() if adapter else adapter_path(info.backbone)
         if not path.is_file():
@@ -146,6 +187,16 @@ def load_adapter(model: PGESamModel, path: Path) -> None:
     model.weights_changed(f"{model.weights_source} + {path}")
 
 
+def load_robust_adapter(model: RobustSamModel, path: Path) -> None:
+    """Load RobustSAM modules trained by ``pge-sam train robust`` (safetensors from :func:`save_robust_adapter`)."""
+    if not path.is_file():
+        raise MissingWeightsError(RW.missing_message(path, model.spec.name, official=False))
+    tensors, meta = W.read_safetensors(path)
+    check_meta(meta, path, kind="robust_adapter", backbone=model.spec.name)
+    W.load_into(model.robust, tensors, path, f"robust_sam_{model.spec.name} modules")
+    model.weights_changed(f"{model.weights_source} + {path}")
+
+
 def check_meta(meta: dict, path: Path, kind: str, backbone: str) -> None:
     if meta.get("kind") != kind:
         raise WeightsError(f"{path} holds {meta.get('kind')!r} weights, but {kind!r} weights were expected")
@@ -168,6 +219,12 @@ def save_adapter(model: PGESamModel, path: Path | str, meta: dict | None = None,
     return W.save_safetensors(model.pge.state_dict(), path, header, half=half)
 
 
+def save_robust_adapter(model: RobustSamModel, path: Path | str, meta: dict | None = None, half: bool = False) -> Path:
+    """Save only the RobustSAM modules of ``model``."""
+    header = dict(meta or {}, kind="robust_adapter", backbone=model.spec.name)
+    return W.save_safetensors(model.robust.state_dict(), path, header, half=half)
+
+
 def list_models() -> list[dict]:
     """One row per model: name, variant, backbone, base weights path + presence, adapter path + presence."""
     rows = []
@@ -179,5 +236,11 @@ def list_models() -> list[dict]:
         if info.variant == "pge_sam":
             ad = adapter_path(info.backbone)
             row.update(adapter=str(ad), present=row["present"] and ad.is_file())
+        elif info.variant == "robust_sam":
+            official, modules = _robust_sources(info.backbone, None, None)
+            if official is not None:
+                row.update(weights=str(official), present=official.is_file())
+            else:
+                row.update(adapter=str(modules), present=row["present"] and modules.is_file())
         rows.append(row)
     return rows
