@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
+from conftest import seeded_model
 from pge_sam.errors import MissingWeightsError, WeightsError
 from pge_sam.models import robust_weights as RW
 from pge_sam.models.backbones import get_backbone
 from pge_sam.models.base import PromptBatch
 from pge_sam.models.registry import build_model
 from pge_sam.models.robust import RobustModules
-
-from conftest import seeded_model
 
 # Added parameters of the released modules, from its module definitions (docs/model.md).
 RELEASE_ADDED = {"vit_b": 59_445_732, "vit_l": 100_317_444, "vit_h": 152_789_028}
