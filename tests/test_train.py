@@ -150,3 +150,30 @@ def test_targets_skip_specks_and_favour_larger_structures():
     assert sorted(pick_targets(masks, 2, 200, rng)) == [1, 2]  # distinct when enough
     only_specks = masks[:1]
     assert pick_targets(only_specks, 2, 200, rng).tolist() == [0, 0]  # the largest, repeated
+
+
+def test_robust_steps_lower_the_loss_log_both_terms_and_leave_the_base_frozen(tmp_path):
+    """RobustSAM's modules on the shipped base: segmentation + token + feature consistency terms."""
+    cfg = small_config(tmp_path, "robust", lr=1e-3)
+    before, after, model = overfit(cfg, steps=10)
+    assert after < 0.8 * before, (before, after)
+    assert not any(p.requires_grad for p in model.sam.parameters())
+    torch.manual_seed(0)
+    _, parts = batch_loss(model, cfg, 1, SynthConfig(), list(cfg.degradations), torch.Generator())
+    assert parts["token"] > 0 and parts["feature"] > 0
+
+
+def test_robust_export_reloads_to_identical_outputs(tmp_path, random_base):
+    cfg = small_config(tmp_path, "robust", base_weights=str(random_base))
+    exported = train(cfg, progress=False)
+    assert exported.name == "robust_sam_tiny.safetensors"
+    state = torch.load(tmp_path / "run_robust" / "last.pt", weights_only=True)
+    from_ckpt = build_model("robust_sam_tiny", checkpoint=random_base, pretrained=False, device="cpu")
+    from_ckpt.sam.load_state_dict(build_model("sam_tiny", checkpoint=random_base, device="cpu").sam.state_dict())
+    from_ckpt.robust.load_state_dict(state["weights"])  # includes the batch norms' running statistics
+    from_ckpt.eval().weights_changed()
+    from_file = build_model("robust_sam_tiny", checkpoint=random_base, adapter=exported, device="cpu")
+    assert torch.equal(decode_outputs(from_file), decode_outputs(from_ckpt))
+    with open(tmp_path / "run_robust" / "metrics.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and float(rows[-1]["feature"]) > 0

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
+STAGES = ("base", "pge", "robust")
+
 
 @dataclass
 class TrainConfig:
@@ -15,7 +17,11 @@ class TrainConfig:
     ``stage``: ``"base"`` trains a whole SAM of ``backbone`` (from scratch or
     ``init``, base safetensors) on clean scenes; ``"pge"`` trains only the PGE
     modules on a frozen base (``base_weights``) with clean/degraded pairs,
-    from zero-initialised modules or ``init`` (adapter safetensors). ``frl``: ``"foreground"``
+    from zero-initialised modules or ``init`` (adapter safetensors); ``"robust"``
+    trains RobustSAM's decoder additions on the same frozen base and pairs, with
+    the release's consistency terms: ``token_weight`` x MSE between the output
+    tokens on the degraded image and SAM's mask tokens on the clean one, and
+    ``feature_weight`` x MSE between the mask features of both runs. ``frl``: ``"foreground"``
     (the paper's FRL), ``"global"`` (whole-image MSE ablation) or ``"none"``.
     ``batch_size`` images per step, each with ``targets_per_image`` objects
     prompted in parallel (one encoder pass serves them all, as in SAM's training),
@@ -58,6 +64,8 @@ class TrainConfig:
     train_encoder: bool = True
     frl: str = "foreground"
     frl_weight: float = 10.0
+    token_weight: float = 2.0
+    feature_weight: float = 100.0
     clean_prob: float = 0.2
     severities: tuple[int, ...] = (1, 2, 3)
     degradations: tuple[str, ...] = ()
@@ -75,8 +83,8 @@ class TrainConfig:
     synth: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.stage not in ("base", "pge"):
-            raise InputError(f"stage must be 'base' or 'pge', got {self.stage!r}")
+        if self.stage not in STAGES:
+            raise InputError(f"stage must be one of {', '.join(repr(s) for s in STAGES)}, got {self.stage!r}")
         if self.frl not in ("foreground", "global", "none"):
             raise InputError(f"frl must be 'foreground', 'global' or 'none', got {self.frl!r}")
         if self.rounds < 1 or self.mask_only_rounds >= self.rounds:

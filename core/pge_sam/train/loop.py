@@ -1,4 +1,4 @@
-"""The training loop for the base SAM (``stage="base"``) and PGE adapters (``stage="pge"``).
+"""The training loop: the base SAM (``stage="base"``), PGE adapters (``"pge"``) and RobustSAM's modules (``"robust"``).
 
 Single process on CPU or GPU; under ``torchrun`` (``WORLD_SIZE`` > 1) every
 rank draws disjoint scenes and gradients are averaged with
@@ -21,14 +21,16 @@ import torch
 from torch.nn import functional as F
 
 from ..models.base import PromptBatch
-from ..models.registry import build_model, load_base, save_adapter, save_base
+from ..models.registry import build_model, load_base, save_adapter, save_base, save_robust_adapter
 from .config import TrainConfig
 from .data import gt_to_input, make_sample, to_model_input
-from .losses import click_loss, reconstruction_loss, segmentation_loss
+from .losses import click_loss, consistency_losses, reconstruction_loss, segmentation_loss
 from .rounds import corrective_clicks, first_click, jittered_box
 from .synth import SynthConfig
 
-METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "iou_first", "iou_last", "lr", "seconds"]
+METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "token", "feature", "iou_first", "iou_last", "lr",
+           "seconds"]
+ADAPTER_MODELS = {"pge": "pge_sam", "robust": "robust_sam"}
 
 
 def _dist():
@@ -52,14 +54,12 @@ def build_for(cfg: TrainConfig, rank: int):
         for p in params:
             p.requires_grad_(True)
     else:
-        model = build_model(f"pge_sam_{cfg.backbone}", pretrained=False, device=device)
-        from ..models.registry import base_weights_path
+        from ..models.registry import base_weights_path, load_adapter, load_robust_adapter
 
+        model = build_model(f"{ADAPTER_MODELS[cfg.stage]}_{cfg.backbone}", pretrained=False, device=device)
         load_base(model, base_weights_path(cfg.backbone, cfg.base_weights))
         if cfg.init:  # warm start from an adapter (e.g. one trained on an earlier base)
-            from ..models.registry import load_adapter
-
-            load_adapter(model, Path(cfg.init))
+            (load_adapter if cfg.stage == "pge" else load_robust_adapter)(model, Path(cfg.init))
         params = model.trainable_parameters()
     model.train()
     return model, params
@@ -72,8 +72,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.Tensor, gts_np, rng, gen):
-    """Interactive rounds on one batch of T = B * K targets (image-major); returns (loss, parts dict)."""
+def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: torch.Tensor, gts_np, rng, gen):
+    """Interactive rounds on one batch of T = B * K targets (image-major); returns (loss, parts dict).
+
+    ``teacher``: the clean image's tensors for the consistency terms (pge: ``embedding``;
+    robust: ``embedding`` and the tails-only ``robust_features``), or ``None``.
+    """
     b, size = gt.shape[0], model.spec.img_size
     # Losses at the decoder's low-res output (size / 2 for every backbone): the GT is
     # area-downsampled to a soft target, 4x cheaper than upsampling the logits.
@@ -90,7 +94,7 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
     graded = _graded_rounds(cfg, rng)
     mask_input, pred = None, None
     total = torch.zeros((), device=gt.device)
-    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0}
+    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0, "token": 0.0, "feature": 0.0}
     ious = []
     for r in range(cfg.rounds):
         if r > 0 and r not in mask_only:
@@ -101,6 +105,9 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
         with torch.set_grad_enabled(r in graded and torch.is_grad_enabled()):
             if cfg.stage == "pge":
                 low_res, iou_pred, enhanced = model.decode_with_embedding(feats, prompts, multimask)
+            elif cfg.stage == "robust":
+                low_res, iou_pred, extras = model.decode_robust(feats["embedding"], feats["robust_features"], prompts,
+                                                                multimask)
             else:
                 low_res, iou_pred = model.decode(feats, prompts, multimask)
             logits = low_res.float()
@@ -117,7 +124,15 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, clean_embedding, gt: torch.
                     parts["click"] += float(click.detach()) / len(graded)
                 parts["seg"] += float(seg[pick, best].mean().detach()) / len(graded)
                 parts["iou_mse"] += float(iou_mse.mean().detach()) / len(graded)
+                if cfg.stage == "robust" and teacher is not None:
+                    _, _, target_extras = model.decode_robust(teacher["embedding"], teacher["robust_features"], prompts,
+                                                              multimask, clean=True)
+                    token, feature = consistency_losses(extras, target_extras)
+                    loss = loss + cfg.token_weight * token + cfg.feature_weight * feature
+                    parts["token"] += float(token.detach()) / len(graded)
+                    parts["feature"] += float(feature.detach()) / len(graded)
                 if cfg.stage == "pge" and cfg.frl != "none":
+                    clean_embedding = teacher["embedding"]
                     clean = clean_embedding.repeat_interleave(b // clean_embedding.shape[0], 0)
                     frl = reconstruction_loss(enhanced, clean, gt[:, None] if cfg.frl == "foreground" else None)
                     loss = loss + cfg.frl_weight * frl
@@ -259,28 +274,33 @@ def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradati
     gt = gt_to_input(model, gts_np)
     images = to_model_input(model, [s.degraded for s in samples])
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-        feats, clean_embedding = _features(model, cfg, images, samples)
+        feats, teacher = _features(model, cfg, images, samples)
     # The decoder's many small matmuls are faster in fp32 than under autocast.
     feats = {k: v.float() for k, v in feats.items()}
-    clean_embedding = None if clean_embedding is None else clean_embedding.float()
-    return run_rounds(model, cfg, feats, clean_embedding, gt, gts_np, rng, gen)
+    teacher = None if teacher is None else {k: v.float() for k, v in teacher.items()}
+    if cfg.stage == "robust":  # the trained AMFG branches, in fp32 with autograd
+        feats["robust_features"] = model.robust.image_features(feats["embedding"], feats.pop("early"))
+        teacher["robust_features"] = model.robust.image_features(teacher["embedding"], teacher.pop("early"), clean=True)
+    return run_rounds(model, cfg, feats, teacher, gt, gts_np, rng, gen)
 
 
 def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
-    """Per-batch image features (and the clean embedding for the FRL in the pge stage)."""
+    """Per-batch image features and the clean image's tensors for the consistency terms (``None`` in the base stage)."""
     if cfg.stage == "base":
         # With train_encoder false the encoder's parameters stay frozen, so no graph is built here.
         return {"embedding": model.sam.image_encoder(images)}, None
-    clean_embedding = None
+    clean_images = to_model_input(model, [s.clean for s in samples])
     with torch.no_grad():
         embedding, early = model.encode_backbone(images)
-        if cfg.frl != "none":
-            clean_embedding = model.sam.image_encoder(to_model_input(model, [s.clean for s in samples]))
-    return {"embedding": embedding, "early_proj": model.pge.msfi(early)}, clean_embedding
+        if cfg.stage == "robust":
+            clean_embedding, clean_early = model.encode_backbone(clean_images)
+            return {"embedding": embedding, "early": early}, {"embedding": clean_embedding, "early": clean_early}
+        teacher = {"embedding": model.sam.image_encoder(clean_images)} if cfg.frl != "none" else None
+    return {"embedding": embedding, "early_proj": model.pge.msfi(early)}, teacher
 
 
 def _trainable(model, cfg: TrainConfig):
-    return model.sam if cfg.stage == "base" else model.pge
+    return getattr(model, {"base": "sam", "pge": "pge", "robust": "robust"}[cfg.stage])
 
 
 def _all_degradations() -> list[str]:
@@ -290,7 +310,7 @@ def _all_degradations() -> list[str]:
 
 
 def export(model, cfg: TrainConfig, step: int, elapsed: float, prefix: str = "") -> Path:
-    """Write the run's safetensors (fp16 base SAM, or the fp32 PGE adapter) with a metadata header.
+    """Write the run's safetensors (fp16 base SAM, or the fp32 PGE / RobustSAM modules) with a metadata header.
 
     ``prefix``: ``"best_"`` for the checkpoint chosen by validation (``best_sam_tiny.safetensors``).
     """
@@ -303,6 +323,8 @@ def export(model, cfg: TrainConfig, step: int, elapsed: float, prefix: str = "")
     model.eval()
     if cfg.stage == "base":
         return save_base(model, Path(cfg.out_dir) / f"{prefix}sam_{cfg.backbone}.safetensors", meta)
+    if cfg.stage == "robust":
+        return save_robust_adapter(model, Path(cfg.out_dir) / f"{prefix}robust_sam_{cfg.backbone}.safetensors", meta)
     return save_adapter(model, Path(cfg.out_dir) / f"{prefix}pge_sam_{cfg.backbone}.safetensors", meta)
 
 
@@ -329,10 +351,10 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     with open(csv_path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS}
+    df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS if rows and k in rows[0]}  # older runs lack new columns
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for col in ("loss", "seg", "frl"):
-        if np.abs(df[col]).sum() > 0:
+    for col in ("loss", "seg", "frl", "click", "token", "feature"):
+        if col in df and np.abs(df[col]).sum() > 0:
             axes[0].plot(df["step"], df[col], label=col)
     axes[0].set_xlabel("step"); axes[0].set_yscale("log"); axes[0].legend(); axes[0].set_title("losses")
     axes[1].plot(df["step"], df["iou_first"], label="round 1")

@@ -1,4 +1,4 @@
-"""Training losses: SAM-style segmentation loss and the Foreground Reconstruction Loss (FRL)."""
+"""Training losses: SAM-style segmentation loss, the Foreground Reconstruction Loss (FRL) and RobustSAM's consistency terms."""
 
 from __future__ import annotations
 
@@ -72,3 +72,13 @@ def reconstruction_loss(enhanced: torch.Tensor, clean: torch.Tensor, gt: torch.T
     b, c, h, w = enhanced.shape
     m = torch.ones(b, 1, h, w, device=enhanced.device) if gt is None else foreground_mask(gt, h)
     return (m * (enhanced.float() - clean.float()) ** 2).sum() / (c * m.sum() + eps)
+
+
+def consistency_losses(degraded: dict, clean: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """RobustSAM's consistency terms between the degraded and the clean run (whole image, as in the release).
+
+    Both dicts come from ``RobustSamModel.decode_robust``: ``tokens`` (T, 4, D)
+    output tokens and ``mask_features`` (T, D/8, 4h, 4w). Returns (token MSE,
+    feature MSE); nothing is detached, as in the release.
+    """
+    return F.mse_loss(degraded["tokens"], clean["tokens"]), F.mse_loss(degraded["mask_features"], clean["mask_features"])

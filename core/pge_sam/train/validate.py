@@ -7,7 +7,7 @@ on scenes it never trains on: seeds from :data:`VAL_SEED_BASE` on, far above
 any training seed (``seed * 1_000_003 + step * batch + i``), one target per
 scene, clicks placed by :func:`pge_sam.evaluate.clicks.next_click` and run
 through the same :class:`~pge_sam.session.Session` a user drives. In the pge
-stage every validation scene is degraded (the adapter's purpose).
+and robust stages every validation scene is degraded (the adapter's purpose).
 """
 
 from __future__ import annotations
