@@ -30,8 +30,12 @@ class ModelChoice:
 
     @property
     def official(self) -> bool:
-        """True for a ViT backbone whose official checkpoint can be downloaded on request."""
-        return self.backbone != "tiny"
+        """True for a ViT backbone whose official checkpoint can be downloaded on request.
+
+        RobustSAM's release publishes no checksums, so its files are never
+        downloaded by pge-sam: the user puts them into the cache folder.
+        """
+        return self.backbone != "tiny" and self.variant != "robust_sam"
 
     def label(self) -> str:
         return self.name if self.present else f"{self.name} (weights missing)"
@@ -57,6 +61,7 @@ def _adapter_in(cache: Path, backbone: str) -> Path:
 
 def model_choices(cache_dir: str | Path | None = None) -> list[ModelChoice]:
     """Every named model with the presence of its weights, ViT files looked up in ``cache_dir``."""
+    from pge_sam.models import robust_weights as RW
     from pge_sam.models import weights as W
     from pge_sam.models.registry import list_models
 
@@ -65,7 +70,9 @@ def model_choices(cache_dir: str | Path | None = None) -> list[ModelChoice]:
     for row in list_models():
         backbone, variant = row["backbone"], row["variant"]
         weights, adapter = Path(row["weights"]), row.get("adapter")
-        if backbone != "tiny":
+        if backbone != "tiny" and variant == "robust_sam":
+            weights, adapter = RW.official_path(backbone, cache), None
+        elif backbone != "tiny":
             weights = W.official_path(backbone, cache)
             adapter = str(_adapter_in(cache, backbone)) if variant == "pge_sam" else None
         present = weights.is_file() and (adapter is None or Path(adapter).is_file())
@@ -107,6 +114,13 @@ def load_model(name: str, device: str = "auto", checkpoint: str | Path | None = 
             raise MissingWeightsError(f"custom checkpoint {checkpoint} not found; choose an existing file")
     else:
         checkpoint = None
+    if info.backbone != "tiny" and info.variant == "robust_sam":
+        from pge_sam.models import robust_weights as RW
+
+        official = checkpoint or RW.official_path(info.backbone, resolve_cache_dir(cache_dir))
+        if not official.is_file():
+            raise MissingWeightsError(RW.missing_message(official, info.backbone))
+        return build_model(name, checkpoint=official, device=device)
     if info.backbone != "tiny":
         cache = resolve_cache_dir(cache_dir)
         if checkpoint is None:

@@ -57,3 +57,22 @@ def test_label_renames_one_model_and_refuses_several(tmp_path, capsys):
                  "--max-clicks", "2", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert rows and {r["predictor"] for r in rows} == {"sam_tiny_ablation"}
+
+
+def test_adapter_goes_to_the_models_of_its_kind(tmp_path, capsys):
+    """A RobustSAM module file serves robust_sam_* only; a kind no named model uses is refused up front."""
+    from conftest import seeded_model
+
+    from pge_sam.models.registry import save_robust_adapter
+
+    modules = save_robust_adapter(seeded_model("robust_sam_tiny"), tmp_path / "robust.safetensors")
+    out = tmp_path / "run"
+    assert main(["bench", "--quick", "--no-baseline", "--models", "sam_tiny,robust_sam_tiny", "--adapter", str(modules),
+                 "--modalities", "ct", "--degradations", "gaussian_noise", "--severities", "3",
+                 "--max-clicks", "1", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["predictor"] for r in rows} == {"sam_tiny", "robust_sam_tiny"}
+    assert main(["bench", "--quick", "--models", "pge_sam_tiny", "--adapter", str(modules),
+                 "--out", str(tmp_path / "refused")]) == 2
+    assert "holds 'robust_adapter' weights" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "results.csv").exists()

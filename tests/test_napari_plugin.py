@@ -77,6 +77,10 @@ def test_model_choices_follow_the_cache_folder(tmp_path):
     by_name = {c.name: c for c in M.model_choices(tmp_path)}
     assert by_name["sam_vit_b"].present and by_name["pge_sam_vit_b"].present
     assert not by_name["sam_vit_l"].present and not by_name["sam_tiny"].official
+    robust = by_name["robust_sam_vit_b"]  # the release's file: looked up in the cache, never downloaded
+    assert not robust.present and not robust.official and robust.weights.endswith("robustsam_checkpoint_b.pth")
+    (tmp_path / "robustsam_checkpoint_b.pth").write_bytes(b"")
+    assert {c.name: c for c in M.model_choices(tmp_path)}["robust_sam_vit_b"].present
 
 
 def test_default_choice_prefers_present_tiny_models():
@@ -93,6 +97,8 @@ def test_load_model_reports_missing_files(tmp_path):
         M.load_model("sam_vit_b", "cpu", cache_dir=tmp_path)
     with pytest.raises(MissingWeightsError, match="custom checkpoint .*nope.pth not found"):
         M.load_model("sam_tiny", "cpu", checkpoint=tmp_path / "nope.pth")
+    with pytest.raises(MissingWeightsError, match="Download robustsam_checkpoint_l.pth from https://"):
+        M.load_model("robust_sam_vit_l", "cpu", cache_dir=tmp_path)
 
 
 def test_demo_command_arguments():

@@ -20,7 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint", default=None, help="base weights for every model (official .pth or our safetensors)")
-    p.add_argument("--adapter", default=None, help="PGE adapter weights for the pge_sam_* models")
+    p.add_argument("--adapter", default=None,
+                   help="trained modules for the models of their kind: a PGE adapter for pge_sam_*, RobustSAM modules "
+                        "(pge-sam train robust) for robust_sam_*")
     p.add_argument("--label", default=None,
                    help="name of the (single) model in the results, e.g. for an ablation adapter: "
                         "--models pge_sam_tiny --adapter runs/pge_global/pge_sam_tiny.safetensors --label pge_global")
@@ -31,6 +33,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _csv(text):
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _adapter_chooser(adapter, names):
+    """``name -> adapter path or None``: ``adapter`` goes to the named models of its kind (from its header)."""
+    if adapter is None:
+        return lambda name: None
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..models import weights as W
+
+    kind = W.read_safetensors(Path(adapter).expanduser())[1].get("kind")
+    prefix = {"pge_adapter": "pge_sam_", "robust_adapter": "robust_sam_"}.get(kind)
+    if prefix is None or not any(n.startswith(prefix) for n in names):
+        raise InputError(f"--adapter {adapter} holds {kind!r} weights, which none of the models "
+                         f"({', '.join(names) or 'none'}) uses; name a {prefix or 'pge_sam_/robust_sam_'}* model")
+    return lambda name: adapter if name.startswith(prefix) else None
 
 
 def run(args) -> int:
@@ -55,15 +74,15 @@ def run(args) -> int:
         names = _csv(args.models) or []
     if args.label is not None and len(names) != 1:
         raise InputError(f"--label names one model; got {len(names)} models ({', '.join(names) or 'none'})")
+    adapter_for = _adapter_chooser(args.adapter, names)
     for name in names:  # unknown names and missing weights fail before any work
-        require_weights(name, args.checkpoint, args.adapter if name.startswith("pge_sam_") else None)
+        require_weights(name, args.checkpoint, adapter_for(name))
     factories = {}
     if not args.no_baseline:
         factories["random_walker"] = RandomWalkerPredictor
     for name in names:
         def factory(name=name):
-            adapter = args.adapter if name.startswith("pge_sam_") else None
-            model = build_model(name, checkpoint=args.checkpoint, adapter=adapter, device=args.device)
+            model = build_model(name, checkpoint=args.checkpoint, adapter=adapter_for(name), device=args.device)
             return SessionClickPredictor(model, name=args.label or name)
         factories[args.label or name] = factory  # called by the runner when the model's first row is due
     severities = None if args.severities is None else [int(s) for s in _csv(args.severities)]

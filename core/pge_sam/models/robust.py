@@ -148,6 +148,17 @@ class RobustModules(nn.Module):
         self.final_branch = AMFGBranch(d, _upsample_tail(d, d))
         self.mask_branch = AMFGBranch(d // 8, _refine_tail(d // 8))
 
+    @torch.no_grad()
+    def init_from_sam(self, decoder) -> None:
+        """Start the robust tokens from SAM's mask tokens and the shared hypernetwork from SAM's first one.
+
+        Our choice for training from scratch (the release does not say how its
+        modules were initialised); the AMFG branches and ``token_mlp`` keep
+        PyTorch's default initialisation.
+        """
+        self.tokens.weight.copy_(decoder.mask_tokens.weight)
+        self.hyper.load_state_dict(decoder.output_hypernetworks_mlps[0].state_dict())
+
     def image_features(self, embedding: torch.Tensor, early: torch.Tensor, clean: bool = False) -> torch.Tensor:
         """(B, D, h, w) neck embedding + (B, C, h, w) early feature -> (B, D/8, 4h, 4w)."""
         return self.early_branch(early, clean) + self.final_branch(embedding, clean)

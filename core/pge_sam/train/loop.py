@@ -60,6 +60,8 @@ def build_for(cfg: TrainConfig, rank: int):
         load_base(model, base_weights_path(cfg.backbone, cfg.base_weights))
         if cfg.init:  # warm start from an adapter (e.g. one trained on an earlier base)
             (load_adapter if cfg.stage == "pge" else load_robust_adapter)(model, Path(cfg.init))
+        elif cfg.stage == "robust":
+            model.robust.init_from_sam(model.sam.mask_decoder)
         params = model.trainable_parameters()
     model.train()
     return model, params
