@@ -8,7 +8,8 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None,
                    help="comma-separated model names (see `pge-sam models`); default: sam_tiny and pge_sam_tiny, "
-                        "those whose weights are installed")
+                        "those whose weights are installed. Side by side with RobustSAM: "
+                        "--models sam_tiny,pge_sam_tiny,robust_sam_tiny")
     p.add_argument("--no-baseline", action="store_true", help="leave out the random-walker baseline")
     p.add_argument("--quick", action="store_true", help="small subset (about a minute): 2 targets per modality, clean + severity 3")
     p.add_argument("--out", default="bench-out", help="output folder (results.csv, summary.md, *.png); reruns resume")
@@ -69,7 +70,9 @@ def run(args) -> int:
         print(f"summary: {report.summary}")
         return 0
     if args.models is None:
-        names = [r["name"] for r in list_models() if r["backbone"] == "tiny" and r["present"]]
+        # The comparison; RobustSAM joins when named (--models), keeping the default run near 10 minutes.
+        names = [r["name"] for r in list_models()
+                 if r["backbone"] == "tiny" and r["present"] and r["variant"] in ("sam", "pge_sam")]
     else:
         names = _csv(args.models) or []
     if args.label is not None and len(names) != 1:
