@@ -19,6 +19,7 @@ def test_a_constant_shift_has_a_zero_width_interval():
     p = paired_difference(rows, "sam", "pge", degraded=True)
     assert p.n == 12 and p.diff == pytest.approx(0.05)
     assert p.low == pytest.approx(0.05) and p.high == pytest.approx(0.05)
+    assert p.targets == 12 and p.target_low == pytest.approx(0.05) and p.target_high == pytest.approx(0.05)
     assert paired_difference(rows, "sam", "pge", degraded=False) is None  # no clean rows
 
 
@@ -100,3 +101,19 @@ def test_a_run_with_fewer_than_five_clicks_summarises_without_iou5():
             + _rows([0.5, 0.7], "pge", 0) + _rows([0.4, 0.6], "pge", 2)]
     text = summary_markdown(rows)  # no KeyError; IoU@5 cells are "-"
     assert "## Cost of degradation" in text and "| mri | sam | 2 | 0.500 | -0.100" in text
+
+
+def test_resampling_targets_widens_the_interval_when_a_target_fills_many_rows():
+    """4 targets x 30 degraded conditions, the difference fixed per target: rows look like 120 samples, they are 4."""
+    rows = []
+    for t, shift in enumerate([-0.1, 0.0, 0.1, 0.2]):
+        for c in range(30):
+            for predictor, value in (("sam", 0.5), ("pge", 0.5 + shift)):
+                rows.append({"modality": "ct", "degradation": f"d{c}", "severity": 2, "target": f"t{t}",
+                             "predictor": predictor, "iou_5": value})
+    p = paired_difference(rows, "sam", "pge", degraded=True)
+    assert p.n == 120 and p.targets == 4 and p.diff == pytest.approx(0.05)
+    assert p.high - p.low < 0.05 < p.target_high - p.target_low
+    assert p.target_low <= -0.05 and p.target_high >= 0.15
+    text = summary_markdown(rows)
+    assert "| ct | severity >= 2 | sam | pge | 120 |" in text and "| 4 |" in text

@@ -2,7 +2,12 @@
 
 A benchmark with a few targets per condition has a large spread, so margins
 are reported as means of *paired* differences (same target, same condition)
-with an interval, never as differences of two means:
+with an interval, never as differences of two means. Two intervals: one that
+resamples rows, and one that resamples targets (a cluster bootstrap: all
+conditions of a drawn target come together). Rows of one target under
+different degradations are correlated, so the second is the honest one when
+a target appears in many rows; the first is kept for comparison with earlier
+reports.
 
 * :func:`paired_difference`: predictor ``b`` minus predictor ``a`` on the same
   rows (modality, degradation, severity, target);
@@ -25,7 +30,10 @@ COST_METRICS = (("iou_1", "IoU@1"), ("iou_5", "IoU@5"), ("box_iou", "box IoU"))
 
 @dataclass(frozen=True)
 class Paired:
-    """Mean of ``b - a`` over ``n`` matched rows, with a 95 % bootstrap interval ``(low, high)``."""
+    """Mean of ``b - a`` over ``n`` matched rows of ``targets`` targets, with 95 % bootstrap intervals.
+
+    ``(low, high)`` resamples rows; ``(target_low, target_high)`` resamples targets.
+    """
 
     n: int
     mean_a: float
@@ -33,23 +41,35 @@ class Paired:
     diff: float
     low: float
     high: float
+    targets: int = 0
+    target_low: float = float("nan")
+    target_high: float = float("nan")
 
 
 def _ordered(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def _paired(pairs: list[tuple[float, float]], resamples: int, seed: int) -> Paired | None:
-    """Statistics of ``pairs`` (n, 2) as ``(a, b)``; rows with a NaN are dropped; ``None`` when none is left."""
+def _paired(pairs: list[tuple[float, float]], groups: list, resamples: int, seed: int) -> Paired | None:
+    """Statistics of ``pairs`` (n, 2) as ``(a, b)`` with one target id per pair in ``groups``.
+
+    Rows with a NaN are dropped; ``None`` when none is left.
+    """
     array = np.array(pairs, dtype=float).reshape(-1, 2)
-    array = array[~np.isnan(array).any(1)]
+    ok = ~np.isnan(array).any(1)
+    array = array[ok]
     if not len(array):
         return None
     d = array[:, 1] - array[:, 0]
-    boot = d[np.random.default_rng(seed).integers(len(d), size=(resamples, len(d)))].mean(1)
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(len(d), size=(resamples, len(d)))].mean(1)
     low, high = np.percentile(boot, [2.5, 97.5])
+    _, group = np.unique(np.array([str(g) for g, k in zip(groups, ok) if k]), return_inverse=True)
+    sums, counts = np.bincount(group, weights=d), np.bincount(group).astype(float)
+    drawn = rng.integers(len(sums), size=(resamples, len(sums)))
+    target_low, target_high = np.percentile(sums[drawn].sum(1) / counts[drawn].sum(1), [2.5, 97.5])
     return Paired(len(d), float(array[:, 0].mean()), float(array[:, 1].mean()), float(d.mean()),
-                  float(low), float(high))
+                  float(low), float(high), len(sums), float(target_low), float(target_high))
 
 
 def paired_difference(rows: list[dict], a: str, b: str, key: str = "iou_5", modality: str | None = None,
@@ -57,9 +77,9 @@ def paired_difference(rows: list[dict], a: str, b: str, key: str = "iou_5", moda
     """Predictor ``b`` minus predictor ``a`` on the rows both have (same modality, degradation, severity, target).
 
     ``degraded``: severity >= 2 rows, else clean rows; ``modality`` ``None`` pools both. The
-    interval is the 2.5/97.5 percentiles of ``resamples`` bootstrap means of the paired
-    differences (``numpy.random.default_rng(seed)``: same rows, same interval). ``None`` when
-    no row matches.
+    intervals are the 2.5/97.5 percentiles of ``resamples`` bootstrap means of the paired
+    differences, resampling rows and resampling targets (``numpy.random.default_rng(seed)``:
+    same rows, same intervals). ``None`` when no row matches.
     """
     def keep(r):
         return (modality is None or r["modality"] == modality) and ((r["severity"] >= 2) if degraded else (r["severity"] == 0))
@@ -68,7 +88,8 @@ def paired_difference(rows: list[dict], a: str, b: str, key: str = "iou_5", moda
     for r in rows:
         if r["predictor"] in (a, b) and keep(r):
             by_key.setdefault((r["modality"], r["degradation"], r["severity"], r["target"]), {})[r["predictor"]] = r.get(key, np.nan)
-    return _paired([(v[a], v[b]) for v in by_key.values() if a in v and b in v], resamples, seed)
+    matched = [(k, v) for k, v in by_key.items() if a in v and b in v]
+    return _paired([(v[a], v[b]) for _, v in matched], [(k[0], k[3]) for k, _ in matched], resamples, seed)
 
 
 def degradation_cost(rows: list[dict], predictor: str, key: str = "iou_5", modality: str | None = None,
@@ -82,16 +103,19 @@ def degradation_cost(rows: list[dict], predictor: str, key: str = "iou_5", modal
     """
     mine = [r for r in rows if r["predictor"] == predictor and (modality is None or r["modality"] == modality)]
     clean = {(r["modality"], r["target"]): r.get(key, np.nan) for r in mine if r["severity"] == 0}
-    pairs = [(clean[(r["modality"], r["target"])], r.get(key, np.nan)) for r in mine
-             if r["severity"] >= 2 and (r["modality"], r["target"]) in clean]
-    return _paired(pairs, resamples, seed)
+    matched = [r for r in mine if r["severity"] >= 2 and (r["modality"], r["target"]) in clean]
+    pairs = [(clean[(r["modality"], r["target"])], r.get(key, np.nan)) for r in matched]
+    return _paired(pairs, [(r["modality"], r["target"]) for r in matched], resamples, seed)
 
 
 def paired_markdown(rows: list[dict]) -> list[str]:
     """The summary's paired-difference section (IoU@5, every two predictors, clean and severity >= 2)."""
     predictors = _ordered(r["predictor"] for r in rows)
-    lines = ["", "## Paired differences (IoU@5, b - a on the same targets and conditions, 95 % bootstrap interval)", "",
-             "| modality | condition | a | b | n | a | b | b - a | interval |", "|" + "---|" * 9]
+    lines = ["", "## Paired differences (IoU@5, b - a on the same targets and conditions, 95 % bootstrap intervals)", "",
+             "Intervals resampling rows, and resampling targets (all conditions of a target together; "
+             "the honest one when a target fills many rows).", "",
+             "| modality | condition | a | b | n | a | b | b - a | interval (rows) | targets | interval (targets) |",
+             "|" + "---|" * 11]
     for modality in [*_ordered(r["modality"] for r in rows), None]:
         for degraded in (False, True):
             for i, a in enumerate(predictors):
@@ -100,8 +124,9 @@ def paired_markdown(rows: list[dict]) -> list[str]:
                     if p is not None:
                         lines.append(f"| {modality or 'all'} | {'severity >= 2' if degraded else 'clean'} | {a} | {b} | "
                                      f"{p.n} | {p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
-                                     f"{p.low:+.3f} .. {p.high:+.3f} |")
-    return lines if len(lines) > 4 else []
+                                     f"{p.low:+.3f} .. {p.high:+.3f} | {p.targets} | "
+                                     f"{p.target_low:+.3f} .. {p.target_high:+.3f} |")
+    return lines if len(lines) > 6 else []
 
 
 def cost_markdown(rows: list[dict]) -> list[str]:
