@@ -6,7 +6,9 @@ Prints a markdown table of:
     and the whole click on a first vs a revisited slice,
   * precompute throughput for N slices (ours: batched encode_many; reference: a loop of set_image),
   * bytes per cached slice for each variant,
-  * PGE-SAM's per-click decode time over plain SAM's.
+  * PGE-SAM's per-click decode time over plain SAM's,
+  * RobustSAM's per-click decode time over plain SAM's, with its prompt-independent
+    AMFG features cached per slice (ours) and recomputed on every click (the release's way).
 
 Usage:  python benchmarks/bench_core.py [--backbone tiny|vit_b] [--device auto] [--slices 64] [--clicks 30]
 Speed does not depend on the weights' values, so random initialisation is used (no checkpoint needed).
@@ -62,6 +64,8 @@ def main() -> None:
     sam_model = build_model(f"sam_{args.backbone}", pretrained=False, device=args.device)
     pge_model = build_model(f"pge_sam_{args.backbone}", pretrained=False, device=args.device)
     pge_model.sam.load_state_dict(sam_model.sam.state_dict())
+    robust_model = build_model(f"robust_sam_{args.backbone}", pretrained=False, device=args.device)
+    robust_model.sam.load_state_dict(sam_model.sam.state_dict())
     volume, spacing = load_mni("t1")
     norm = Normalization.percentile()
     vmin, vmax = norm.value_range(volume)
@@ -126,7 +130,7 @@ def main() -> None:
                  f"{len(idx) / t_ref:.1f} slices/s (set_image loop)", f"{t_ref / t_ours:.2f}x faster"))
 
     # --- bytes per slice ----------------------------------------------------------------------------------
-    for model in (sam_model, pge_model):
+    for model in (sam_model, pge_model, robust_model):
         p = Predictor(model)
         entry = p.features(slices[0], 0, idx[0])
         nbytes = sum(t.element_size() * t.nelement() for t in entry.values())
@@ -144,6 +148,26 @@ def main() -> None:
                  f"{ms(t_pge) / ms(t_sam):.2f}x (goal <= 3x)"))
     added = sum(p.numel() for p in pge_model.pge.parameters())
     rows.append(("PGE parameters added", f"{added / 1e6:.3f} M", f"SAM {sum(p.numel() for p in sam_model.sam.parameters()) / 1e6:.2f} M", ""))
+
+    # --- RobustSAM per-click cost: AMFG cached per slice vs recomputed per click ------------------------
+    p_rob = Predictor(robust_model)
+    f_rob = p_rob.features(u8, 0, z)
+    t_rob = timed(lambda: p_rob.decode(f_rob, two, u8.shape, mask_input=prev), args.clicks)
+    with torch.inference_mode():
+        embedding, early = robust_model.encode_backbone(p_rob.preprocess([u8]))
+
+    def release_click():  # the release runs the two image-side AMFG branches inside every decoder call
+        with torch.inference_mode():
+            fresh = dict(f_rob, robust_features=robust_model.robust.image_features(embedding, early)[0])
+        return p_rob.decode(fresh, two, u8.shape, mask_input=prev)
+
+    t_release = timed(release_click, args.clicks)
+    rows.append(("click decode: robust_sam (AMFG cached) vs sam", f"{ms(t_rob):.1f} ms", f"{ms(t_sam):.1f} ms",
+                 f"{ms(t_rob) / ms(t_sam):.2f}x"))
+    rows.append(("click decode: robust_sam, AMFG recomputed per click (release)", f"{ms(t_release):.1f} ms",
+                 f"{ms(t_rob):.1f} ms (cached)", f"caching saves {1 - ms(t_rob) / ms(t_release):.0%}"))
+    added = sum(p.numel() for p in robust_model.robust.parameters())
+    rows.append(("RobustSAM parameters added", f"{added / 1e6:.3f} M", "", ""))
 
     print("\n| measure | ours | reference | ratio |\n| --- | --- | --- | --- |")
     for r in rows:
