@@ -111,9 +111,10 @@ def degradation_cost(rows: list[dict], predictor: str, key: str = "iou_5", modal
 def paired_markdown(rows: list[dict]) -> list[str]:
     """The summary's paired-difference section (IoU@5, every two predictors, clean and severity >= 2)."""
     predictors = _ordered(r["predictor"] for r in rows)
+    note = ("Intervals resampling rows, and resampling targets (all conditions of a target together; "
+            "the honest one when a target fills many rows).")
     lines = ["", "## Paired differences (IoU@5, b - a on the same targets and conditions, 95 % bootstrap intervals)", "",
-             "Intervals resampling rows, and resampling targets (all conditions of a target together; "
-             "the honest one when a target fills many rows).", "",
+             note, "",
              "| modality | condition | a | b | n | a | b | b - a | interval (rows) | targets | interval (targets) |",
              "|" + "---|" * 11]
     for modality in [*_ordered(r["modality"] for r in rows), None]:
