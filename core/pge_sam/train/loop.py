@@ -291,13 +291,14 @@ def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
     if cfg.stage == "base":
         # With train_encoder false the encoder's parameters stay frozen, so no graph is built here.
         return {"embedding": model.sam.image_encoder(images)}, None
-    clean_images = to_model_input(model, [s.clean for s in samples])
     with torch.no_grad():
         embedding, early = model.encode_backbone(images)
         if cfg.stage == "robust":
-            clean_embedding, clean_early = model.encode_backbone(clean_images)
+            clean_embedding, clean_early = model.encode_backbone(to_model_input(model, [s.clean for s in samples]))
             return {"embedding": embedding, "early": early}, {"embedding": clean_embedding, "early": clean_early}
-        teacher = {"embedding": model.sam.image_encoder(clean_images)} if cfg.frl != "none" else None
+        teacher = None
+        if cfg.frl != "none":  # the clean twin is only encoded when the FRL needs it
+            teacher = {"embedding": model.sam.image_encoder(to_model_input(model, [s.clean for s in samples]))}
     return {"embedding": embedding, "early_proj": model.pge.msfi(early)}, teacher
 
 
