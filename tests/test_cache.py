@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from pge_sam.cache import CacheKey, DiskStore, EmbeddingCache, content_hash, nbytes
-from pge_sam.errors import Cancelled
+from pge_sam.cache import CacheKey, EmbeddingCache, content_hash, nbytes
+from pge_sam.disk_cache import DiskStore
+from pge_sam.errors import CacheWarning, Cancelled
 from pge_sam.normalize import Normalization
 from pge_sam.predictor import Predictor
 from pge_sam.progress import RecordingProgress
@@ -211,9 +212,10 @@ def test_disk_tier_survives_a_new_process_and_rejects_a_mismatch(sam_tiny, volum
     torch.testing.assert_close(pred.features(u8, 0, 1)["embedding"], fresh, atol=1e-5, rtol=1e-5)
     old_key = pred.key(u8, 0, 1)
 
-    # another normalisation: the store is wiped and recomputed, never served
+    # another normalisation: the store's entries are dropped and recomputed, never served
     pred2 = Predictor(sam_tiny)
-    other = Session(pred2, volume, prefetch=0, disk_cache=store, normalization=Normalization.percentile(2, 98))
+    with pytest.warns(CacheWarning, match="normalization"):
+        other = Session(pred2, volume, prefetch=0, disk_cache=store, normalization=Normalization.percentile(2, 98))
     assert other.disk.reset_reason is not None and "normalization" in other.disk.reset_reason
     assert not other.disk.has(old_key)
     other.add_point((1, 20, 28))

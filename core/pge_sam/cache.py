@@ -12,20 +12,24 @@ never hits a stale entry.
   always kept, even if alone it exceeds the budget).
 * Host tier: entries evicted from the device land here (pinned memory on
   CUDA), with their own LRU budget; a hit moves them back to the device.
-* Disk tier (:class:`DiskStore`): write-through zarr store that survives
-  restarts; its signature is checked on open and a mismatch wipes it.
+* Disk tier (:class:`~pge_sam.disk_cache.DiskStore`): write-through zarr
+  store that survives restarts, in a subfolder pge-sam made itself; a
+  signature mismatch drops its entries (nothing else), damaged entries are
+  detected by checksum and recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .disk_cache import DiskStore
 
 Tensors = dict  # name -> torch.Tensor
 
@@ -207,69 +211,3 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-@dataclass
-class DiskStore:
-    """Zarr store of cache entries that survives restarts.
-
-    ``signature``: JSON-able dict (model, weights fingerprint, normalisation,
-    volume shape, format). Opening a store written with another signature wipes
-    it (``self.reset_reason`` says why) — it never serves stale features.
-    """
-
-    path: Path
-    signature: dict
-    reset_reason: str | None = field(default=None, init=False)
-
-    FORMAT = 1
-
-    def __post_init__(self) -> None:
-        import zarr
-
-        self.path = Path(self.path)
-        self.signature = dict(self.signature, format=self.FORMAT)
-        self._lock = threading.Lock()
-        group = zarr.open_group(str(self.path), mode="a")
-        stored = group.attrs.get("signature")
-        if stored is not None and stored != self.signature:
-            diff = sorted(k for k in set(stored) | set(self.signature) if stored.get(k) != self.signature.get(k))
-            self.reset_reason = f"embedding store {self.path} was written for a different {', '.join(diff)}; recomputing"
-            shutil.rmtree(self.path)
-            group = zarr.open_group(str(self.path), mode="w")
-        group.attrs["signature"] = self.signature
-        self._group = group
-
-    def has(self, key: CacheKey) -> bool:
-        name = key.digest()
-        with self._lock:
-            return name in self._group and self._group[name].attrs.get("complete", False)
-
-    def get(self, key: CacheKey) -> Tensors | None:
-        import torch
-
-        name = key.digest()
-        with self._lock:
-            if name not in self._group:
-                return None
-            sub = self._group[name]
-            if not sub.attrs.get("complete", False):
-                return None
-            dtypes = sub.attrs["dtypes"]
-            return {k: torch.from_numpy(np.asarray(sub[k][...])).to(getattr(torch, dtypes[k])) for k in dtypes}
-
-    def put(self, key: CacheKey, entry: Tensors) -> None:
-        import torch
-
-        name = key.digest()
-        with self._lock:
-            sub = self._group.require_group(name)
-            dtypes = {}
-            for k, t in entry.items():
-                arr = t.detach().to("cpu")
-                dtypes[k] = str(arr.dtype).removeprefix("torch.")
-                data = (arr.float() if arr.dtype == torch.bfloat16 else arr).numpy()
-                z = sub.create_array(k, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True)
-                z[...] = data
-            sub.attrs["dtypes"] = dtypes
-            sub.attrs["complete"] = True  # written last: a crash mid-write leaves an incomplete entry, ignored

@@ -31,8 +31,21 @@ class ChecksumError(WeightsError):
     """A downloaded or supplied file does not have the expected sha256."""
 
 
-class CacheSignatureError(PgeSamError):
-    """An on-disk embedding store was written for another model, normalisation or volume."""
+class CacheError(PgeSamError):
+    """A cache folder cannot be used (a file, or a folder pge-sam did not make); nothing was written to it."""
+
+
+class OutputError(PgeSamError):
+    """An output path is unusable (the input itself, an existing file, an unknown format, not writable),
+    or writing it failed; the previous file, if any, is untouched."""
+
+
+class PgeSamWarning(UserWarning):
+    """Something the user should know that does not stop the job."""
+
+
+class CacheWarning(PgeSamWarning):
+    """The on-disk cache recomputes, runs read-only or was turned off; the job goes on."""
 
 
 class Cancelled(PgeSamError):

@@ -58,6 +58,14 @@ class SlicePoint:
     col: int
 
 
+def format_point(point) -> str:
+    """``(6, 7.5)`` for any sequence of numbers (numpy scalars included); ``repr`` for anything else."""
+    try:
+        return "(" + ", ".join(f"{float(v):g}" for v in point) + ")"
+    except (TypeError, ValueError):
+        return repr(point)
+
+
 def to_slice_point(point_zyx, shape: tuple[int, int, int], axis: int) -> SlicePoint:
     """Convert a volume index (z, y, x) to a :class:`SlicePoint`, checking bounds.
 
@@ -65,12 +73,12 @@ def to_slice_point(point_zyx, shape: tuple[int, int, int], axis: int) -> SlicePo
     """
     p = np.asarray(point_zyx, dtype=np.float64).reshape(-1)
     if p.shape != (3,) or not np.isfinite(p).all():
-        raise PromptError(f"a point must be three finite numbers (z, y, x); got {point_zyx!r}")
+        raise PromptError(f"a point must be three finite numbers (z, y, x); got {format_point(point_zyx)}")
     q = np.floor(p + 0.5).astype(int)
     for name, v, n in zip("zyx", q, shape):
         if not 0 <= v < n:
             raise PromptError(
-                f"point {tuple(p)} is outside the volume of shape {tuple(shape)} ({name}={v} not in [0, {n - 1}]); "
+                f"point {format_point(p)} is outside the volume of shape {tuple(shape)} ({name}={v} not in [0, {n - 1}]); "
                 "click inside the image"
             )
     r, c = in_plane_axes(axis)

@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .cache import CacheKey, DiskStore, EmbeddingCache, content_hash
+from .cache import CacheKey, EmbeddingCache, content_hash
+from .disk_cache import DiskStore
 from .device import encoder_autocast, precision_for
 from .models.base import SegmentationModel
 from .progress import Progress, check_cancel, ensure

@@ -4,9 +4,12 @@ The walk is independent of any model: it calls ``predict(index, prev_mask,
 prev_logits)`` for each new slice, so tests can drive it with a stand-in that
 returns the true mask. Stop rules: the predicted mask is smaller than
 ``min_area`` pixels (vanished), its IoU with the previous slice's mask is
-below ``iou_threshold``, the volume ends, or a stop marker slice (a slice
-whose only prompts are negative points) is reached. Gaps between prompted
-slices are filled by walking forward from the lower one.
+below ``iou_threshold``, the caller's ``stop`` check names a reason (the
+session's: the image under the mask no longer looks like the object, see
+:class:`IntensityModel`, or the model's own IoU estimate is low), the volume
+ends, or a stop marker slice (a slice whose only prompts are negative points)
+is reached. Gaps between prompted slices are filled by walking forward from
+the lower one.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ class PropagationConfig:
     ``box_margin``), ``"points"`` (one positive point at the previous mask's
     most interior pixel), ``"mask"`` (previous low-res logits as mask input).
     ``direction``: ``"both"``, ``"forward"`` (increasing index) or ``"backward"``.
+    ``min_content_match``: the walk stops at a slice where less than this
+    fraction of the mask's pixels has an intensity the object has on its
+    prompted slices (0 turns the check off). ``min_predicted_iou``: ... where
+    the model's own IoU estimate of the mask is below this (0: off).
+    ``trim_background``: propagated masks leave out pixels at the volume's
+    background value (:func:`background_value`: padding, masked-out air) when
+    the object holds (almost) none of them on its prompted slices.
     """
 
     prompt: tuple[str, ...] = ("box", "mask")
@@ -39,6 +49,9 @@ class PropagationConfig:
     direction: str = "both"
     box_margin: float = 0.1
     max_slices: int | None = None
+    min_content_match: float = 0.5
+    min_predicted_iou: float = 0.0
+    trim_background: bool = True
 
     def __post_init__(self) -> None:
         bad = [p for p in self.prompt if p not in PROMPT_KINDS]
@@ -48,13 +61,56 @@ class PropagationConfig:
             raise InputError(f"direction must be 'both', 'forward' or 'backward', got {self.direction!r}")
         if self.min_area < 1:
             raise InputError(f"min_area must be at least 1 pixel (an empty mask always stops propagation), got {self.min_area}")
-        if not 0.0 <= self.iou_threshold < 1.0:
-            raise InputError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
+        for name in ("iou_threshold", "min_content_match", "min_predicted_iou"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class IntensityModel:
+    """What the object looks like on its prompted slices: the central range of its raw intensities.
+
+    ``low``/``high``: the ``tail`` and ``1 - tail`` quantiles of the object's
+    voxels on the seed slices, widened on both sides by ``margin`` times
+    their distance (noise, bias field).
+    """
+
+    low: float
+    high: float
+
+    @classmethod
+    def from_seeds(cls, pixels: np.ndarray, tail: float = 0.01, margin: float = 0.1) -> "IntensityModel":
+        """``pixels``: 1D raw intensities of the object's voxels on its prompted slices (not empty)."""
+        lo, hi = np.quantile(pixels.astype(np.float64), [tail, 1.0 - tail])
+        pad = margin * (hi - lo)
+        return cls(float(lo - pad), float(hi + pad))
+
+    def match(self, raw: np.ndarray, mask: np.ndarray) -> float:
+        """Fraction of ``mask``'s pixels whose value in the raw (H, W) slice lies in the object's range."""
+        values = raw[mask]
+        if values.size == 0:
+            return 0.0
+        return float(np.count_nonzero((values >= self.low) & (values <= self.high)) / values.size)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def background_value(volume: np.ndarray) -> float | None:
+    """The constant value of a volume's padding or masked-out background, or ``None`` when there is none.
+
+    ``volume``: (Z, Y, X). It is the most frequent value on the volume's six
+    faces when it covers at least half of their voxels (e.g. 0 around a
+    skull-stripped MRI, -1024 outside a CT's field of view); noisy
+    backgrounds have no such value.
+    """
+    faces = np.concatenate([np.asarray(f).ravel() for a in range(volume.ndim)
+                            for f in (np.take(volume, 0, axis=a), np.take(volume, -1, axis=a))])
+    values, counts = np.unique(faces, return_counts=True)
+    best = int(np.argmax(counts))
+    return float(values[best]) if counts[best] >= 0.5 * faces.size else None
 
 
 def prompts_from_mask(mask: np.ndarray, config: PropagationConfig) -> SlicePrompts:
@@ -78,11 +134,15 @@ Predict = Callable[[int, np.ndarray, object], tuple[np.ndarray, object]]
 
 
 def walk(n_slices: int, seeds: dict[int, np.ndarray], seed_logits: dict[int, object], stops: set[int],
-         predict: Predict, config: PropagationConfig = PropagationConfig()) -> Iterator[tuple[int, np.ndarray, object]]:
+         predict: Predict, config: PropagationConfig = PropagationConfig(),
+         stop: Callable[[int, np.ndarray], str | None] | None = None,
+         reasons: list[str] | None = None) -> Iterator[tuple[int, np.ndarray, object]]:
     """Yield ``(index, mask, logits)`` for every newly segmented slice, in walk order.
 
     ``seeds``: prompted slice index -> its (H, W) bool mask; ``seed_logits``:
-    their low-res logits (or absent); ``stops``: stop-marker slice indices.
+    their low-res logits (or absent); ``stops``: stop-marker slice indices;
+    ``stop(index, mask)``: the caller's own check, a reason to stop or ``None``;
+    ``reasons``: if given, one line per run that ended before the volume did.
     """
     order = sorted(i for i, m in seeds.items() if m.any())
     if not order:
@@ -100,8 +160,21 @@ def walk(n_slices: int, seeds: dict[int, np.ndarray], seed_logits: dict[int, obj
             if index in stops or index in seeds or budget[0] <= 0:
                 break
             mask, logits = predict(index, prev_mask, prev_logits)
-            if mask.sum() < config.min_area or iou(mask, prev_mask) < config.iou_threshold:
+            why = _stop_reason(mask, prev_mask, config) or (stop(index, mask) if stop is not None else None)
+            if why is not None:
+                if reasons is not None:
+                    reasons.append(f"stopped at slice {index} ({'forward' if step > 0 else 'backward'}): {why}")
                 break
             budget[0] -= 1
             yield index, mask, logits
             prev_mask, prev_logits = mask, logits
+
+
+def _stop_reason(mask: np.ndarray, prev_mask: np.ndarray, config: PropagationConfig) -> str | None:
+    area = int(mask.sum())
+    if area < config.min_area:
+        return f"the mask vanished ({area} pixels)"
+    overlap = iou(mask, prev_mask)
+    if overlap < config.iou_threshold:
+        return f"the mask jumped (IoU {overlap:.2f} with the previous slice)"
+    return None

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from . import edits
-from .cache import DiskStore
+from .disk_cache import DiskStore
 from .errors import InputError, PromptError
-from .geometry import check_axis, from_slice, in_plane_axes, slice_index, slice_shape, to_slice_point, union_bbox
+from .geometry import check_axis, format_point, from_slice, in_plane_axes, slice_index, slice_shape, to_slice_point, union_bbox
 from .normalize import Normalization, to_uint8
 from .predictor import Predictor, predictor_for
 from .progress import Progress, ensure
 from .prompts import Box, Point, SlicePrompts
-from .propagate import PropagationConfig, prompts_from_mask, walk
+from .propagate import IntensityModel, PropagationConfig, background_value, prompts_from_mask, walk
 from .validate import check_image, check_labels
 
 
@@ -42,6 +42,7 @@ class Change:
     voxels: int = 0
     cancelled: bool = False
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()  # e.g. where and why propagation stopped
 
 
 @dataclass
@@ -226,13 +227,28 @@ class Session:
         obj = self._obj
         if not obj.prompts and not self._slices_with_label(obj.label):
             return obj.label
-        label = self.state.next_label
-        if label > np.iinfo(self.labels.dtype).max:
-            raise InputError(f"label id {label} does not fit the label buffer's dtype {self.labels.dtype}; use a wider integer type")
-        self.state.next_label += 1
+        label = self._unused_label()
+        self.state.next_label = label + 1
         self.state.label = label
         self.state.objects[label] = ObjectState(label)
         return label
+
+    def _unused_label(self) -> int:
+        """The smallest id >= ``next_label`` that neither the buffer (painted by the user meanwhile) nor a session
+        object uses; else the smallest free id; :class:`InputError` when the dtype has none left."""
+        top = np.iinfo(self.labels.dtype).max
+        used = np.union1d(np.unique(self._labels), np.fromiter(self.state.objects, np.int64))
+        label = self.state.next_label
+        run = np.concatenate([[label - 1], used[used >= label]])  # the first gap in this run is free
+        gaps = np.flatnonzero(np.diff(run) > 1)
+        candidate = int(run[gaps[0] if gaps.size else -1]) + 1
+        if candidate <= top:
+            return candidate
+        free = np.setdiff1d(np.arange(1, min(top, used.size + 1) + 1), used)
+        if free.size == 0:
+            raise InputError(f"every label id of the buffer's dtype {self.labels.dtype} is in use; "
+                             "use a wider integer type (e.g. numpy.uint32)")
+        return int(free[0])
 
     def select_object(self, label: int) -> None:
         """Continue editing an existing object (e.g. one loaded with the labels)."""
@@ -259,19 +275,40 @@ class Session:
         shape2d = slice_shape(self.shape, axis)
 
         aspect = self.aspect(axis)
+        scores: dict[int, float] = {}
+        raw = {i: np.asarray(self._volume[slice_index(axis, i)]) for i in seeds}
+        pixels = np.concatenate([raw[i][m] for i, m in seeds.items()]) if seeds else np.zeros(0)
+        looks = IntensityModel.from_seeds(pixels) if pixels.size and config.min_content_match > 0 else None
+        background = background_value(self._volume) if config.trim_background and pixels.size else None
+        if background is not None and np.mean(pixels == background) >= 0.01:
+            background = None  # the object itself holds background-valued voxels: keep them
 
         def predict(index, prev_mask, prev_logits):
             feats = self.predictor.features(self.slice_u8(index, axis), axis, index, self.disk, aspect)
             use_logits = prev_logits if "mask" in config.prompt else None
             pred = self.predictor.decode(feats, prompts_from_mask(prev_mask, config), shape2d, mask_input=use_logits,
                                          aspect=aspect)
-            return pred.mask, pred.low_res
+            scores[index] = pred.iou
+            if background is None:
+                return pred.mask, pred.low_res
+            return pred.mask & (np.asarray(self._volume[slice_index(axis, index)]) != background), pred.low_res
+
+        def stop(index, mask):
+            if scores.get(index, 1.0) < config.min_predicted_iou:
+                return f"the model's IoU estimate {scores[index]:.2f} is below {config.min_predicted_iou:.2f}"
+            if looks is not None:
+                match = looks.match(np.asarray(self._volume[slice_index(axis, index)]), mask)
+                if match < config.min_content_match:
+                    return (f"only {match:.0%} of the mask has the object's intensities "
+                            f"({looks.low:.4g}..{looks.high:.4g}); the object ends here")
+            return None
 
         step = UndoStep(obj.label, "propagate", [])
         progress.start(max(0, self.n_slices - len(seeds)))
         cancelled = False
+        reasons: list[str] = []
         try:
-            for index, mask, logits in walk(self.n_slices, seeds, seed_logits, stops, predict, config):
+            for index, mask, logits in walk(self.n_slices, seeds, seed_logits, stops, predict, config, stop, reasons):
                 key = (axis, index)
                 step.edits.append(edits.record(self._view(axis, index), mask, obj.label, self.overwrite, axis, index,
                                                obj.prompts.get(key), obj.logits.get(key)))
@@ -283,10 +320,10 @@ class Session:
         except BaseException:
             self._rollback(step)  # an error part-way leaves the buffer and the state as they were
             raise
-        if step.edits:
-            self.state.undo.append(step)
+        self.state.undo.append(step)  # even when nothing changed: the next undo undoes this propagation
         change = self._change(obj.label, axis, step.edits, t0)
         change.cancelled = cancelled
+        change.notes = tuple(reasons)
         return change
 
     def precompute(self, start: int | None = None, stop: int | None = None, axis: int | None = None,
@@ -321,10 +358,10 @@ class Session:
         p = tuple(point)
         if self.is2d:
             if len(p) != 2:
-                raise PromptError(f"a point on a 2D image is (row, col); got {point!r}")
+                raise PromptError(f"a point on a 2D image is (row, col); got {format_point(point)}")
             return (0,) + p
         if len(p) != 3:
-            raise PromptError(f"a point in a volume is (z, y, x); got {point!r}")
+            raise PromptError(f"a point in a volume is (z, y, x); got {format_point(point)}")
         return p
 
     def _view(self, axis: int, index: int) -> np.ndarray:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+import warnings
 
-from ..errors import PgeSamError
+from ..errors import PgeSamError, PgeSamWarning
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS = {
@@ -38,17 +40,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Every failure a user can cause ends in one ``error:`` line and exit code 2;
+    pge-sam's warnings (cache fallbacks, ...) print as one ``warning:`` line each."""
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(importlib.import_module(args._module), args._run)
-    try:
-        return int(run(args) or 0)
-    except PgeSamError as err:
-        print(f"pge-sam {args.command}: error: {err}", file=sys.stderr)
+    prefix = f"pge-sam {args.command}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PgeSamWarning)
+        previous = warnings.showwarning
+        warnings.showwarning = functools.partial(_show_warning, prefix, previous)
+        try:
+            return int(run(args) or 0)
+        except PgeSamError as err:
+            print(f"{prefix}: error: {err}", file=sys.stderr)
+        except OSError as err:  # disk full, permission denied, missing file, ... from any step
+            where = f" ({err.filename})" if err.filename and str(err.filename) not in str(err.strerror) else ""
+            print(f"{prefix}: error: {err.strerror or err}{where}", file=sys.stderr)
+        except MemoryError:
+            print(f"{prefix}: error: out of memory; try a smaller volume, --device cpu, or close other programs",
+                  file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
-        print(f"pge-sam {args.command}: error: {err}", file=sys.stderr)
-        return 2
+
+
+def _show_warning(prefix, fallback, message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, PgeSamWarning):
+        print(f"{prefix}: warning: {message}", file=sys.stderr)
+    else:
+        fallback(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":

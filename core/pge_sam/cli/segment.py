@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="box from two opposite corners on the same slice")
     p.add_argument("--next-object", dest="next", action=_Ordered, nargs=0, help="start a new object (new label id)")
     p.add_argument("--propagate", dest="propagate", action=_Ordered, nargs=0, help="propagate the current object through the volume")
-    p.add_argument("--out", required=True, help="output label file (.nii.gz, .nrrd, .mha, ...)")
+    p.add_argument("--out", required=True, help="output label file (.nii.gz, .nrrd, .mha, .tif; .png for 2D); "
+                   "checked before any work, never the input image")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (writing back into --labels-in needs no --force)")
     p.add_argument("--labels-in", default=None, help="existing label file to continue from (never overwritten voxel-wise unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="let new objects overwrite other labels' voxels")
     p.add_argument("--model", default=None, help="model name (default: pge_sam_tiny, or sam_tiny when the adapter is not installed); see `pge-sam models`")
@@ -61,14 +63,17 @@ def parse_point(text: str, ndim: int) -> tuple[tuple[float, ...], bool]:
 
 
 def parse_box(text: str, ndim: int):
-    a, sep, b = text.partition(":")
-    if not sep:
-        raise InputError(f"box {text!r} must be two corners separated by ':' (e.g. 40,10,10:40,60,80)")
-    return parse_point(a, ndim)[0], parse_point(b, ndim)[0]
+    """``"z,y0,x0:z,y1,x1"`` -> two corners (a box has no sign: ``:+``/``:-`` is an error)."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        example = "40,10,10:40,60,80" if ndim == 3 else "10,10:60,80"
+        raise InputError(f"box {text!r} must be exactly two corners separated by one ':' (e.g. {example}); "
+                         "a box has no sign, so ':+' or ':-' is not allowed")
+    return parse_point(parts[0], ndim)[0], parse_point(parts[1], ndim)[0]
 
 
 def load_input(spec: str):
-    """(LoadedImage) for a path or a ``sample:`` name."""
+    """(LoadedImage) for a path or a ``sample:`` name (``source`` is the file read, or the sample name)."""
     from ..io import LoadedImage, read_image
     from ..samples import SAMPLE_NAMES, mni_path, sample_volume
 
@@ -87,7 +92,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..device import cpu_warning
-    from ..io import read_image, write_labels
+    from ..io import check_output, read_labels, write_labels
     from ..models.registry import build_model, default_model
     from ..normalize import Normalization
     from ..progress import TqdmProgress
@@ -98,11 +103,10 @@ def run(args) -> int:
         raise InputError("give at least one --point or --box")
     image = load_input(args.image)
     ndim = image.array.ndim
+    inputs = [image.source] if not image.source.startswith("sample:") else []
+    out = check_output(args.out, ndim, inputs=inputs, keep=args.labels_in, force=args.force)
     if args.labels_in:
-        labels = read_image(args.labels_in).array
-        if labels.shape != image.array.shape:
-            raise InputError(f"--labels-in has shape {labels.shape}, the image {image.array.shape}")
-        labels = labels.astype(np.uint16)
+        labels = read_labels(args.labels_in, image)
     else:
         labels = np.zeros(image.array.shape, np.uint16)
     model = build_model(args.model or default_model(), checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
@@ -126,7 +130,7 @@ def run(args) -> int:
             change = session.propagate(progress=TqdmProgress("propagate"))
         print(f"label {change.label}: {kind} -> {change.voxels} voxels changed on {len(change.slices)} slice(s) "
               f"in {change.seconds * 1000:.0f} ms")
-    out = write_labels(labels, args.out, reference=image.reference, spacing=image.spacing)
+    out = write_labels(labels, out, reference=image.reference, spacing=image.spacing)
     counts = {int(v): int(c) for v, c in zip(*np.unique(labels, return_counts=True)) if v}
     print(f"wrote {out}: {counts or 'no'} voxels per label, model {model.name} on {model.device}, "
           f"{time.perf_counter() - t0:.1f} s")

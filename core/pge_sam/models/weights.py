@@ -129,7 +129,17 @@ def load_sam_checkpoint(sam, path: Path | str, backbone: str, expected_sha256: s
 
 
 def load_state_strict(module, state: dict, path: Path, what: str) -> None:
-    """``module.load_state_dict(state, strict=True)`` with a readable error on any mismatch."""
+    """``module.load_state_dict(state, strict=True)`` with a readable error on any mismatch
+    (including a file that holds a bare tensor, a list, or non-tensor values instead of a state dict)."""
+    import torch
+
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict (name -> tensor) for {what}; "
+                           "pass the model's checkpoint file")
+    odd = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if odd:
+        raise WeightsError(f"{path} is not a state dict for {what}: {', '.join(odd[:4])} "
+                           f"{'is' if len(odd) == 1 else 'are'} not tensors; pass the model's checkpoint file")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
