@@ -108,15 +108,15 @@ def test_read_only_label_buffer_is_refused(pred, volume):
 
 
 def test_label_ids_that_do_not_fit_the_buffer_dtype(pred, volume):
-    """A uint8 buffer already holding 255: the next id (256) cannot be stored and must not wrap to 0."""
+    """A uint8 buffer already holding 255: the next id is a free one (never 256 wrapped to 0); a buffer using
+    every id is refused with a message naming its dtype."""
     labels = np.zeros(volume.shape, np.uint8)
     labels[0, 0, 0] = 255
-
-    def start_and_click():
-        session = Session(pred, volume, labels, prefetch=0)
-        session.add_point((2, 20, 28))
-
-    assert_fails_cleanly(start_and_click, labels, match="uint8")
+    session = Session(pred, volume, labels, prefetch=0)
+    session.add_point((2, 20, 28))
+    assert session.label == 1 and labels[0, 0, 0] == 255
+    full = (np.arange(labels.size) % 256).astype(np.uint8).reshape(labels.shape)
+    assert_fails_cleanly(lambda: Session(pred, volume, full, prefetch=0), full, match="uint8")
 
 
 OUTSIDE = [(2, 40, 10), (2, 10, 56), (-1, 10, 10), (6, 0, 0), (2, np.nan, 3), (2, 3), (1, 2, 3, 4)]

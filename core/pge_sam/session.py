@@ -94,12 +94,10 @@ class Session:
         self.value_range = self.normalization.value_range(self._volume)
         self.overwrite = overwrite
         self.prefetch = prefetch
-        start = int(labels.max()) + 1 if labels.size else 1
-        if start > np.iinfo(labels.dtype).max:
-            raise InputError(f"the label buffer ({labels.dtype}) already uses its largest label id "
-                             f"{np.iinfo(labels.dtype).max}; there is no id left for a new object — use a wider "
-                             "integer type (e.g. numpy.uint16 or uint32)")
-        self.state = SessionState(axis=0 if self.is2d else check_axis(axis), label=start, next_label=start + 1)
+        self.state = SessionState(axis=0 if self.is2d else check_axis(axis), label=0,
+                                  next_label=int(labels.max()) + 1 if labels.size else 1)
+        start = self._unused_label()
+        self.state.label, self.state.next_label = start, start + 1
         self.state.objects[start] = ObjectState(start)
         self.disk = None
         if disk_cache is not None:
@@ -294,7 +292,7 @@ class Session:
             return pred.mask & (np.asarray(self._volume[slice_index(axis, index)]) != background), pred.low_res
 
         def stop(index, mask):
-            if scores.get(index, 1.0) < config.min_predicted_iou:
+            if config.min_predicted_iou > 0 and scores.get(index, 1.0) < config.min_predicted_iou:
                 return f"the model's IoU estimate {scores[index]:.2f} is below {config.min_predicted_iou:.2f}"
             if looks is not None:
                 match = looks.match(np.asarray(self._volume[slice_index(axis, index)]), mask)

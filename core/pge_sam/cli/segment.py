@@ -130,6 +130,8 @@ def run(args) -> int:
             change = session.propagate(progress=TqdmProgress("propagate"))
         print(f"label {change.label}: {kind} -> {change.voxels} voxels changed on {len(change.slices)} slice(s) "
               f"in {change.seconds * 1000:.0f} ms")
+        for note in change.notes:
+            print(f"  {note}")
     out = write_labels(labels, out, reference=image.reference, spacing=image.spacing)
     counts = {int(v): int(c) for v, c in zip(*np.unique(labels, return_counts=True)) if v}
     print(f"wrote {out}: {counts or 'no'} voxels per label, model {model.name} on {model.device}, "
