@@ -78,7 +78,32 @@ def run_one(pred, volume, spacing, point, truth, config):
     at_zero = int((got & (volume == 0)).sum())
     return {"dice": dice, "voxels": int(got.sum()), "blank": int(got[blank].sum()), "zero": at_zero,
             "zero_pct": 100 * at_zero / max(1, got.sum()), "slices": int(got.any(axis=(1, 2)).sum()),
-            "notes": "; ".join(change.notes), "seconds": seconds}
+            "notes": "; ".join(change.notes), "seconds": seconds, "mask": got}
+
+
+def figure(volume: np.ndarray, masks: dict[str, np.ndarray], path: Path) -> None:
+    """Sagittal and coronal mid-planes of ``volume`` (Z, Y, X), one column per entry of ``masks`` overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, y = volume.shape[2] // 2, volume.shape[1] // 2
+    fig, axes = plt.subplots(2, len(masks), figsize=(4 * len(masks), 8), squeeze=False)
+    for col, (name, mask) in enumerate(masks.items()):
+        for row, (plane, cut) in enumerate((("sagittal", np.s_[:, :, x]), ("coronal", np.s_[:, y, :]))):
+            ax = axes[row, col]
+            ax.imshow(volume[cut], cmap="gray", origin="lower")
+            ax.imshow(np.ma.masked_where(~mask[cut], mask[cut]), cmap="autumn", alpha=0.45, origin="lower")
+            blank = ~(volume != 0).any(axis=(1, 2))
+            if blank.any():
+                ax.axhline(np.flatnonzero(~blank).max() + 0.5, color="cyan", lw=0.8, ls="--")
+            ax.set_title(f"{name}: {plane}", fontsize=10)
+            ax.set_axis_off()
+    fig.suptitle("README main job (click 100,100,70); dashed: top of the head (all-zero slices above)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
 
 
 def main() -> None:
@@ -91,6 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default="bench-out/propagation_stop.md")
+    ap.add_argument("--figure", default=None, help="PNG of the README job's result before/after (sagittal, coronal)")
     args = ap.parse_args()
     torch.manual_seed(0)
     model = build_model(args.model or default_model(), device="cpu")
@@ -103,12 +129,15 @@ def main() -> None:
     vol, sp, ptruths = phantom_targets()
     mid = vol.shape[0] // 2
     cases += [("phantom3d", vol, sp, kind, (mid,) + interior_point(truth[mid]), truth) for kind, truth in ptruths.items()]
-    preds = {}
+    preds, readme_masks = {}, {}
     for data, volume, spacing_, kind, point, truth in cases:
         pred = preds.setdefault(data, Predictor(model))
         for name, config in configs.items():
             r = run_one(pred, volume, spacing_, point, truth, config)
+            mask = r.pop("mask")
             rows.append((data, kind, point, name, r))
+            if kind == "README click" and name in ("before", "after (defaults)"):
+                readme_masks[name] = mask
             print(data, kind, point, name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()},
                   flush=True)
     lines = [f"model {model.name}; `python benchmarks/propagation_stop.py`", "",
@@ -118,6 +147,8 @@ def main() -> None:
         dice = "n/a" if np.isnan(r["dice"]) else f"{r['dice']:.3f}"
         lines.append(f"| {data} | {kind} | {point} | {name} | {dice} | {r['voxels']:,} | {r['blank']:,} | "
                      f"{r['zero']:,} | {r['zero_pct']:.2f} | {r['slices']} |")
+    if args.figure:
+        figure(t1, readme_masks, Path(args.figure))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -229,8 +229,10 @@ class Controller:
         return change
 
     def next_object(self) -> int:
-        """Start a new object (a fresh label id, kept if the current object is still empty)."""
-        return self.ensure_session().next_object()
+        """Start a new object (a fresh label id, unused in the layer, kept if the current object is still empty)."""
+        s = self.ensure_session()
+        self._pull(None)  # ids the user painted meanwhile are taken
+        return s.next_object()
 
     def accept(self) -> int:
         """Commit the current object (prompts leave the display, undo no longer reaches it); a new object starts."""
@@ -241,6 +243,7 @@ class Controller:
         s.state.undo = [s.state.undo[i] for i in keep]
         self._history = [[m for m in history[i] if m.label != label] for i in keep]
         self.marks = [m for m in self.marks if m.label != label]
+        self._pull(None)  # ids the user painted meanwhile are taken
         return s.next_object()
 
     def clear(self) -> Change:

@@ -338,3 +338,15 @@ def test_slicing_axis_and_current_slice_follow_the_dims():
     dims = Dims(ndim=3, ndisplay=2, range=((10.0, 28.0, 2.0), (0.0, 19.0, 1.0), (0.0, 29.0, 1.0)))
     dims.set_point(0, 10.0 + 2.0 * 7)
     assert current_index(dims, image, 0) == 7
+
+
+@pytest.mark.parametrize("verb", ["next_object", "accept"])
+def test_a_new_object_never_takes_an_id_painted_in_the_layer(exact_ctrl, verb):
+    c = exact_ctrl
+    c.add_point(CENTRE)
+    c.display[0, :3, :3] = 2  # painted with napari's brush after the first click
+    new = getattr(c, verb)()
+    assert new == 3
+    c.add_point((6.0, 24.0, 30.0))
+    c.clear()  # clearing the new object leaves the painted voxels alone
+    assert (c.display[0, :3, :3] == 2).all()

@@ -106,8 +106,8 @@ def background_value(volume: np.ndarray) -> float | None:
     skull-stripped MRI, -1024 outside a CT's field of view); noisy
     backgrounds have no such value.
     """
-    faces = np.concatenate([np.asarray(f).ravel() for a in range(volume.ndim)
-                            for f in (np.take(volume, 0, axis=a), np.take(volume, -1, axis=a))])
+    cuts = [np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1], np.s_[:, :, 0], np.s_[:, :, -1]]
+    faces = np.concatenate([np.asarray(volume[c]).ravel() for c in cuts])  # six reads: lazy volumes stay lazy
     values, counts = np.unique(faces, return_counts=True)
     best = int(np.argmax(counts))
     return float(values[best]) if counts[best] >= 0.5 * faces.size else None
