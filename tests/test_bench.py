@@ -70,7 +70,7 @@ def tiny_targets():
 def run(out_dir, recorder=None, **kwargs):
     recorder = recorder or IntensityPredictor()
     predictors = {"random_walker": RandomWalkerPredictor, "intensity": lambda: recorder}
-    options = dict(degradations=DEGRADATIONS, severities=SEVERITIES, targets=tiny_targets())
+    options = dict(degradations=DEGRADATIONS, severities=SEVERITIES, targets=tiny_targets(), design="grid")
     options.update(kwargs)
     return run_benchmark(predictors, out_dir, **options), recorder
 
@@ -151,15 +151,42 @@ def test_quick_plan_on_the_real_targets(tmp_path):
     rows = load_results(result.csv_path)
     for modality in ("mri", "ct"):
         mine = [r for r in rows if r["modality"] == modality]
-        conditions = {(r["degradation"], r["severity"]) for r in mine}
-        names = [d for d, s in conditions if s > 0]
-        assert ("clean", 0) in conditions and len(conditions) == 4
-        assert {s for _, s in conditions} == {0, degrade.MAX_SEVERITY}
-        assert set(names) <= set(degrade.list_degradations(modality))
-        # one general degradation and two specific to the modality
-        other = "ct" if modality == "mri" else "mri"
-        assert sum(n in degrade.list_degradations(other) for n in names) == 1
-        assert len({r["target"] for r in mine}) == 2 and len(mine) == 8
+        targets = {r["target"] for r in mine}
+        assert len(targets) == 2
+        for target in targets:  # clean plus one degraded condition at the highest severity, paired on the target
+            conditions = sorted((r["degradation"], r["severity"]) for r in mine if r["target"] == target)
+            assert conditions[0] == ("clean", 0) and len(conditions) == 2
+            assert conditions[1][1] == degrade.MAX_SEVERITY
+            assert conditions[1][0] in degrade.list_degradations(modality)
+
+
+def test_rotating_design_covers_every_family_and_pairs_with_clean(tmp_path):
+    targets = tiny_targets()
+    many = {m: [Target(t.image, t.mask, m, "synthetic", f"{t.name}_{i}", image_id=f"{m}_img{i}")
+                for i in range(4) for t in targets[m][:1]] for m in targets}
+    result, _ = run(tmp_path, targets=many, design="rotate", severities=(0, 2, 3), max_clicks=2, per_image=1)
+    rows = load_results(result.csv_path)
+    degraded = {(r["degradation"], r["severity"]) for r in rows if r["severity"] > 0 and r["modality"] == "ct"}
+    assert degraded == {(d, s) for d in DEGRADATIONS for s in (2, 3)}
+    clean = {(r["modality"], r["target"], r["predictor"]) for r in rows if r["severity"] == 0}
+    assert all((r["modality"], r["target"], r["predictor"]) in clean for r in rows)
+
+
+def test_box_first_targets_start_with_the_box(tmp_path):
+    recorder = IntensityPredictor()
+    calls = []
+    original = recorder.predict
+
+    def spy(points, labels, box=None):
+        calls.append((len(points), box is not None))
+        return original(points, labels, box)
+
+    recorder.predict = spy
+    t = tiny_targets()["ct"][0]
+    nested = Target(t.image, t.mask, "ct", "synthetic", "nested", box_first=True)
+    run_benchmark({"intensity": lambda: recorder}, tmp_path, modalities=("ct",), targets={"ct": [nested]},
+                  severities=(0,), max_clicks=3)
+    assert calls[0] == (0, True)  # interaction 1: the box alone
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,42 @@ def test_the_largest_error_region_wins():
     assert click.positive and 30 <= click.row < 44 and 30 <= click.col < 44
 
 
+def test_the_deepest_error_pixel_wins_not_the_component_with_most_pixels():
+    gt = np.zeros((60, 60), bool)
+    gt[5:55, 5:55] = True
+    pred = gt.copy()
+    pred[5:55, 5:8] = False  # a 3 x 50 sliver missed: 150 px, depth 2 at most
+    pred[30:40, 30:40] = False  # a 10 x 10 hole: 100 px, depth 5
+    click = next_click(gt, pred)
+    assert click.positive and 30 <= click.row < 40 and 30 <= click.col < 40
+
+
+def test_a_pixel_is_never_clicked_twice():
+    gt = square((21, 21), 5, 15, 5, 15)
+    first = next_click(gt)
+    again = next_click(gt, np.zeros_like(gt), clicked=[(first.row, first.col)])
+    assert again.positive and (again.row, again.col) != (first.row, first.col) and gt[again.row, again.col]
+    dot = np.zeros((9, 9), bool)
+    dot[4, 4] = True
+    assert next_click(dot, np.zeros_like(dot), clicked=[(4, 4)]) is None  # nothing left that was not clicked
+
+
+def test_an_episode_with_a_stubborn_method_never_repeats_a_click():
+    from pge_sam.evaluate.bench import click_ious
+
+    seen = []
+
+    class Stubborn:
+        name = "stubborn"
+
+        def predict(self, points, labels, box=None):
+            seen.append(tuple(map(tuple, points[-1:])))
+            return np.zeros((21, 21), bool)
+
+    click_ious(Stubborn(), square((21, 21), 5, 15, 5, 15), 12)
+    assert len(seen) == len(set(seen)) == 12
+
+
 def test_equal_areas_prefer_the_false_negative():
     gt = square((20, 20), 2, 6, 2, 6)
     pred = square((20, 20), 12, 16, 12, 16)  # FN and FP both 25 px
@@ -199,43 +235,53 @@ def test_bounding_box_is_inclusive():
 
 
 @pytest.fixture(scope="module")
-def mri_targets():
-    return build_targets("mri", count=9)
+def splits():
+    return {(m, sp): build_targets(m, split=sp) for m in ("mri", "ct") for sp in ("dev", "test")}
 
 
-def test_mri_targets_cover_orientations_and_structures(mri_targets):
-    names = [t.name for t in mri_targets]
-    assert len(set(names)) == 9
-    for orientation in ("axial", "coronal", "sagittal"):
-        for kind in ("wm", "gm", "brain"):
-            assert sum(n.startswith(f"mni_{kind}_{orientation}_") for n in names) == 1
-    for target in mri_targets:
-        assert target.modality == "mri" and target.image.dtype == np.float32 and target.mask.dtype == bool
-        assert target.image.shape == target.mask.shape and target.image.ndim == 2
-        assert 0.0 <= target.image.min() and target.image.max() <= 1.0
-        assert target.mask.sum() >= datasets.MRI_MIN_AREA
-        assert ndi.label(target.mask)[1] == 1  # largest connected component only
-        assert target.image_id == "mni_t1_" + target.name.split("_", 2)[2]
-    # targets of one slice share one image
+def test_v2_targets_are_many_well_formed_and_split_by_slice(splits):
+    for modality in ("mri", "ct"):
+        dev, test = splits[(modality, "dev")], splits[(modality, "test")]
+        assert len(test) >= 40 and len(dev) >= 20
+        assert not {t.image_id for t in dev} & {t.image_id for t in test}  # no slice in both splits
+        for target in dev + test:
+            assert target.modality == modality and target.image.dtype == np.float32 and target.mask.dtype == bool
+            assert target.image.shape == target.mask.shape and target.image.ndim == 2
+            assert 0.0 <= target.image.min() and target.image.max() <= 1.0
+            assert target.mask.sum() >= datasets.MIN_AREA[modality]
+            assert ndi.label(target.mask)[1] == 1  # one connected piece
+            assert target.box_first == (target.structure in ("brain", "head"))
+        structures = {t.structure for t in test}
+        expected = {"brain", "wm_left", "gm_left", "ventricles", "corpus_callosum"} if modality == "mri" else \
+            {"head", "brain", "skull", "ventricle", "superior_structure"}
+        assert expected <= structures
+
+
+def test_v2_targets_have_no_exact_or_mirror_duplicates(splits):
+    everything = [t for ts in splits.values() for t in ts]
+    assert len({t.name for t in everything}) == len(everything)
+    digests = [t.digest() for t in everything]
+    assert len(set(digests)) == len(digests)
+    assert not set(digests) & {t.digest(mirrored=True) for t in everything if t.digest(mirrored=True) != t.digest()}
+
+
+def test_targets_of_one_slice_share_one_image(splits):
     by_id = {}
-    for target in mri_targets:
+    for target in splits[("mri", "test")]:
         by_id.setdefault(target.image_id, []).append(target)
-    assert len(by_id) == 3
     for group in by_id.values():
         for target in group[1:]:
             np.testing.assert_array_equal(target.image, group[0].image)
 
 
-def test_quick_targets_are_a_deterministic_prefix(mri_targets):
+def test_quick_targets_are_a_deterministic_prefix(splits):
     quick = build_targets("mri", quick=True)
-    assert [t.name for t in quick] == [t.name for t in mri_targets[:2]]
-    np.testing.assert_array_equal(quick[0].mask, mri_targets[0].mask)
+    assert [t.name for t in quick] == [t.name for t in splits[("mri", "test")][:2]]
     ct = build_targets("ct", quick=True)
-    assert len(ct) == datasets.QUICK_COUNTS["ct"] and ct[0].name == "shepp_logan_head"
-    assert all(t.modality == "ct" and t.mask.any() and t.image.shape == (256, 256) for t in ct)
+    assert len(ct) == datasets.QUICK_COUNTS["ct"] and ct[0].structure == "head"
     shuffled = [t.name for t in build_targets("ct", seed=3, count=6)]
     assert shuffled == [t.name for t in build_targets("ct", seed=3, count=6)]
-    assert set(shuffled) <= {t.name for t in build_targets("ct", count=12)}
+    assert set(shuffled) <= {t.name for t in splits[("ct", "test")]}
 
 
 def test_build_targets_errors():
@@ -243,5 +289,7 @@ def test_build_targets_errors():
         build_targets("us")
     with pytest.raises(InputError, match="at most"):
         build_targets("ct", count=1000)
+    with pytest.raises(InputError, match="split"):
+        build_targets("ct", split="train")
     with pytest.raises(InputError):
         Target(np.zeros((4, 4), np.float32), np.zeros((4, 4), bool), "ct", "x", "empty")

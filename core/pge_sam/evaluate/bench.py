@@ -1,39 +1,41 @@
-"""DM-Seg-mini benchmark runner: targets x conditions x predictors -> ``results.csv``.
+"""DM-Seg-mini v2 benchmark runner: targets x conditions x predictors -> ``results.csv``.
 
-A *condition* is ``("clean", 0)`` (run once per modality) or a degradation
-at a severity >= 1. For every (target, condition, predictor) the runner
+A *condition* is ``("clean", 0)`` or a degradation at a severity >= 1.
+Design (``design=``):
+
+* ``"rotate"`` (default): every target is run clean, and each image (the
+  targets sharing one ``image_id``) gets ``per_image`` degraded conditions,
+  taken in turn from the list of (degradation, severity) pairs, so over the
+  split every degradation family and severity is measured, and every
+  degraded row has the clean row of the same target to pair with;
+* ``"grid"``: every target under every condition (all degradations of the
+  modality x ``severities``): the full cross product, for focused runs.
+
+For every (target, condition, predictor) the runner
 
 1. degrades the target's image with ``pge_sam.degrade.apply`` (the mask stays
    the clean ground truth; the degradation seed is derived from ``seed`` and
    the image id, so every target of one image sees the same degraded image,
    and one ``set_image`` serves them all);
-2. runs the click protocol of :mod:`~pge_sam.evaluate.clicks`: ``reset()``,
-   then up to ``max_clicks`` clicks, each ``predict`` receiving all clicks so
-   far (a stateful predictor feeds its previous logits back itself). When a
-   prediction is perfect there is nothing left to click; its IoU (1.0) is
-   carried to the remaining clicks;
+2. runs the interaction protocol: ``reset()``; for ``box_first`` targets
+   (nested structures) interaction 1 is the bounding box alone; then clicks
+   from :func:`~pge_sam.evaluate.clicks.next_click` on the method's own
+   errors (RITM convention, never the same pixel twice), each ``predict``
+   receiving all clicks so far (and the box), up to ``max_clicks``
+   interactions. When nothing is left to click the last IoU is carried to the
+   remaining interactions;
 3. after another ``reset()``, one box prompt (the ground truth's bounding
    box, inclusive corners);
 4. appends one row to ``results.csv``: modality, degradation, severity,
-   target, predictor, iou_1..iou_<max_clicks>, noc85, noc90, dice5, box_iou,
-   seconds (wall time of the row's predictor calls plus an equal share of the
-   image's ``set_image``).
+   target, predictor, structure, iou_1..iou_<max_clicks>, miou (mean IoU
+   over all interactions: the area under the click curve), noc85, noc90,
+   dice5, box_iou, seconds (wall time of the row's predictor calls plus an
+   equal share of the image's ``set_image``).
 
 Rows already in ``results.csv`` are skipped (``resume=True``), so an
 interrupted run continues where it stopped. Same seed, same numbers (except
-``seconds``).
-
-Budget (2-core CPU, random walker at ~30 ms per click plus two SAM-sized
-predictors at ~0.15 s per image and ~20 ms per click, so ~1.7 s per target
-and condition):
-
-* default: all severities 0..3 and every degradation of the modality
-  (MRI 12, CT 9: 37 and 28 conditions) on 6 MRI and 4 CT targets
-  (:data:`~pge_sam.evaluate.datasets.DEFAULT_COUNTS`): 334 target-conditions,
-  about 10 minutes;
-* ``quick=True``: 2 targets per modality, severities 0 and the highest, and
-  :data:`QUICK_DEGRADATIONS` (the first general degradation and the first and
-  last modality-specific ones): 16 target-conditions, well under a minute.
+``seconds``). ``quick=True``: :data:`~pge_sam.evaluate.datasets.QUICK_COUNTS`
+targets per modality, one degraded condition per image.
 """
 
 from __future__ import annotations
@@ -55,12 +57,14 @@ from .metrics import iou, summarize_curve
 from .report import CLEAN, write_report
 
 KEY_COLUMNS = ("modality", "degradation", "severity", "target", "predictor")
-QUICK_DEGRADATIONS = 3
+DESIGNS = ("rotate", "grid")
+DEFAULT_SEVERITIES = {"rotate": (0, 2, 3), "grid": (0, 1, 2, 3)}
 
 
 def csv_columns(max_clicks: int = 20) -> list[str]:
-    """Column names of ``results.csv`` for ``max_clicks`` clicks."""
-    return [*KEY_COLUMNS, *(f"iou_{k}" for k in range(1, max_clicks + 1)), "noc85", "noc90", "dice5", "box_iou", "seconds"]
+    """Column names of ``results.csv`` for ``max_clicks`` interactions."""
+    return [*KEY_COLUMNS, "structure", *(f"iou_{k}" for k in range(1, max_clicks + 1)), "miou", "noc85", "noc90",
+            "dice5", "box_iou", "seconds"]
 
 
 @dataclass
@@ -95,68 +99,83 @@ def _checked_mask(mask, target: Target, predictor: ClickPredictor) -> np.ndarray
     return mask.astype(bool, copy=False)
 
 
-def click_ious(predictor: ClickPredictor, gt: np.ndarray, max_clicks: int, check=None) -> tuple[list[float], float]:
-    """IoU after each of ``max_clicks`` protocol clicks (:func:`next_click`) on ``gt`` (H, W) bool.
+def click_ious(predictor: ClickPredictor, gt: np.ndarray, max_clicks: int, check=None,
+               box: np.ndarray | None = None) -> tuple[list[float], float]:
+    """IoU after each of ``max_clicks`` interactions on ``gt`` (H, W) bool.
 
-    ``predictor`` must be reset on its image. A perfect prediction ends the
-    episode early and its IoU repeats to ``max_clicks`` values. ``check``:
-    optional function applied to every predicted mask before scoring.
-    Returns the IoUs and the seconds spent inside ``predictor.predict``.
+    ``predictor`` must be reset on its image. With ``box`` (inclusive
+    ``(row0, col0, row1, col1)``) interaction 1 is the box alone and every
+    later ``predict`` gets it too; the other interactions are protocol clicks
+    (:func:`next_click`, never twice on one pixel). When nothing is left to
+    click the last IoU repeats to ``max_clicks`` values. ``check``: optional
+    function applied to every predicted mask before scoring. Returns the IoUs
+    and the seconds spent inside ``predictor.predict``.
     """
     points: list[tuple[int, int]] = []
     labels: list[int] = []
     ious: list[float] = []
     pred, seconds = None, 0.0
+
+    def call() -> np.ndarray:
+        nonlocal seconds
+        start = time.perf_counter()
+        out = predictor.predict(np.array(points, dtype=np.int64).reshape(-1, 2), np.array(labels, dtype=np.int64), box)
+        seconds += time.perf_counter() - start
+        return check(out) if check is not None else out
+
+    if box is not None:
+        pred = call()
+        ious.append(iou(pred, gt))
     while len(ious) < max_clicks:
-        click = next_click(gt, pred)
-        if click is None:  # perfect prediction: nothing left to correct
-            ious.extend([ious[-1]] * (max_clicks - len(ious)))
+        click = next_click(gt, pred, points)
+        if click is None:  # perfect prediction (or every error pixel clicked): nothing left to correct
+            ious.extend([ious[-1] if ious else 0.0] * (max_clicks - len(ious)))
             break
         points.append((click.row, click.col))
         labels.append(1 if click.positive else 0)
-        start = time.perf_counter()
-        pred = predictor.predict(np.array(points, dtype=np.int64), np.array(labels, dtype=np.int64))
-        seconds += time.perf_counter() - start
-        pred = check(pred) if check is not None else pred
+        pred = call()
         ious.append(iou(pred, gt))
     return ious, seconds
 
 
 def run_target(predictor: ClickPredictor, target: Target, max_clicks: int = 20) -> dict:
-    """Click protocol plus box prompt for one target on the image already set in ``predictor``.
+    """Interaction protocol plus one-shot box prompt for one target on the image already set in ``predictor``.
 
     Returns ``ious`` (list of ``max_clicks`` floats), ``box_iou`` and
     ``seconds`` (time inside ``reset``/``predict``).
     """
     gt = target.mask
+    box = bounding_box(gt)
     start = time.perf_counter()
     predictor.reset()
     elapsed = time.perf_counter() - start
-    ious, seconds = click_ious(predictor, gt, max_clicks, lambda mask: _checked_mask(mask, target, predictor))
+    ious, seconds = click_ious(predictor, gt, max_clicks, lambda mask: _checked_mask(mask, target, predictor),
+                               box if getattr(target, "box_first", False) else None)
     start = time.perf_counter()
     predictor.reset()
-    box_mask = predictor.predict(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), bounding_box(gt))
+    box_mask = predictor.predict(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), box)
     elapsed += seconds + time.perf_counter() - start
     return {"ious": ious, "box_iou": iou(_checked_mask(box_mask, target, predictor), gt), "seconds": elapsed}
 
 
-def _conditions(modality: str, degradations, severities: Sequence[int], quick: bool) -> list[tuple[str, int]]:
+def _conditions(modality: str, degradations, severities: Sequence[int]) -> list[tuple[str, int]]:
+    """Every (degradation, severity >= 1) pair of ``modality`` (``degradations``: a subset, or ``None`` for all)."""
     from .. import degrade
 
     available = degrade.list_degradations(modality)
-    if degradations is None:
-        names = available
-        if quick:
-            general = [n for n in available if n in degrade.list_degradations("ct" if modality == "mri" else "mri")]
-            specific = [n for n in available if n not in general]
-            names = list(dict.fromkeys(general[:1] + specific[:1] + specific[-1:]))[:QUICK_DEGRADATIONS]
-    else:
-        names = [n for n in degradations if n in available]
-    conditions = [(CLEAN, 0)] if 0 in severities else []
-    return conditions + [(name, s) for name in names for s in severities if s > 0]
+    names = available if degradations is None else [n for n in degradations if n in available]
+    return [(name, s) for s in severities if s > 0 for name in names]  # neighbours differ in family
 
 
-def _check_args(predictors, modalities, degradations, severities, max_clicks, seed, quick):
+def _image_conditions(pairs: list[tuple[str, int]], group: int, per_image: int, design: str,
+                      clean: bool) -> list[tuple[str, int]]:
+    """The conditions of image number ``group``: clean (if asked) plus its share of ``pairs``."""
+    own = pairs if design == "grid" else [pairs[(group * per_image + j) % len(pairs)]
+                                          for j in range(min(per_image, len(pairs)))]
+    return ([(CLEAN, 0)] if clean else []) + list(dict.fromkeys(own))
+
+
+def _check_args(predictors, modalities, degradations, severities, max_clicks, seed, design, quick=False):
     from .. import degrade
 
     if not predictors or not all(callable(f) for f in predictors.values()):
@@ -168,8 +187,10 @@ def _check_args(predictors, modalities, degradations, severities, max_clicks, se
         raise InputError(f"max_clicks must be a positive integer (got {max_clicks!r})")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer (got {seed!r})")
+    if design not in DESIGNS:
+        raise InputError(f"design must be one of {DESIGNS} (got {design!r})")
     if severities is None:
-        severities = (0, degrade.MAX_SEVERITY) if quick else tuple(range(degrade.MAX_SEVERITY + 1))
+        severities = (0, degrade.MAX_SEVERITY) if quick else DEFAULT_SEVERITIES[design]
     severities = tuple(sorted(set(int(s) for s in severities)))
     if not severities or any(s < 0 or s > degrade.MAX_SEVERITY for s in severities):
         raise InputError(f"severities must lie in 0..{degrade.MAX_SEVERITY} (got {severities})")
@@ -201,6 +222,20 @@ def _read_done(csv_path: Path, columns: list[str]) -> set[tuple[str, ...]]:
         return {tuple(row[: len(KEY_COLUMNS)]) for row in reader if row}
 
 
+def _instantiate(factory: Callable, modality: str, shared):
+    """A factory that takes ``modality`` (e.g. classical methods tuned per modality) is called once per
+    modality; any other factory once in all (``shared``: its instance, when it exists)."""
+    import inspect
+
+    try:
+        takes_modality = "modality" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and some callables have no signature
+        takes_modality = False
+    if takes_modality:
+        return factory(modality=modality)
+    return shared if shared is not None else factory()
+
+
 def _image_seed(seed: int, image_id: str) -> int:
     return zlib.crc32(f"{seed}|{image_id}".encode()) & 0x7FFFFFFF
 
@@ -217,14 +252,19 @@ def run_benchmark(
     resume: bool = True,
     progress=None,
     targets: Mapping[str, Sequence[Target]] | None = None,
+    split: str = "test",
+    design: str = "rotate",
+    per_image: int = 2,
 ) -> BenchResult:
     """Run DM-Seg-mini and write ``results.csv``, ``summary.md`` and PNG plots into ``out_dir``.
 
     ``predictors``: name -> factory; each factory is called at most once, when
     its first row is due. ``degradations``: names (each used for the
-    modalities it applies to) or ``None`` for all of each modality (a subset
-    with ``quick``). ``severities``: ``None`` means 0..3, or (0, 3) with
-    ``quick``; 0 is the clean condition. ``targets``: modality -> targets,
+    modalities it applies to) or ``None`` for all of each modality.
+    ``severities``: ``None`` means (0, 2, 3) for ``design="rotate"`` and
+    0..3 for ``"grid"``; 0 is the clean condition. ``split``: "test" (report)
+    or "dev" (tuning). ``per_image``: degraded conditions per image in the
+    rotating design (1 with ``quick``, whose severities default to (0, 3)). ``targets``: modality -> targets,
     replacing :func:`~pge_sam.evaluate.datasets.build_targets` (custom data,
     tests). ``resume=False`` starts a fresh ``results.csv``. ``progress``:
     object with ``start(total)``, ``update(n)``, ``cancelled()``, or ``None``;
@@ -233,7 +273,9 @@ def run_benchmark(
     from .. import degrade
     from ..progress import ensure
 
-    degradations, severities = _check_args(predictors, modalities, degradations, severities, max_clicks, seed, quick)
+    degradations, severities = _check_args(predictors, modalities, degradations, severities, max_clicks, seed, design,
+                                           quick)
+    per_image = 1 if quick else per_image
     progress = ensure(progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -246,19 +288,22 @@ def run_benchmark(
 
     plan = []  # (modality, degradation, severity, [targets of one image])
     for modality in modalities:
-        chosen = list(targets[modality]) if targets and modality in targets else build_targets(modality, quick, seed)
+        chosen = (list(targets[modality]) if targets and modality in targets
+                  else build_targets(modality, quick, seed, split=split))
         if any(t.modality != modality for t in chosen) or len({t.name for t in chosen}) != len(chosen):
             raise InputError(f"the {modality} targets must all have modality {modality!r} and unique names")
         groups: dict[str, list[Target]] = {}
         for target in chosen:
             groups.setdefault(target.image_id, []).append(target)
-        for name, severity in _conditions(modality, degradations, severities, quick):
-            plan.extend((modality, name, severity, group) for group in groups.values())
+        pairs = _conditions(modality, degradations, severities)
+        for number, group in enumerate(groups.values()):
+            for name, severity in _image_conditions(pairs, number, per_image, design, 0 in severities):
+                plan.append((modality, name, severity, group))
 
     total = sum(len(group) for *_, group in plan) * len(predictors)
     result = BenchResult(out_dir, csv_path, out_dir / "summary.md")
     progress.start(total)
-    instances: dict[str, ClickPredictor] = {}
+    instances: dict = {}  # name -> instance, and (name, modality) -> instance
     with open(csv_path, "a", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         for modality, name, severity, group in plan:
@@ -278,9 +323,10 @@ def run_benchmark(
             for pname, todo in pending.items():
                 if not todo or result.cancelled:
                     continue
-                if pname not in instances:
-                    instances[pname] = predictors[pname]()
-                predictor = instances[pname]
+                if (pname, modality) not in instances:
+                    instances[(pname, modality)] = _instantiate(predictors[pname], modality, instances.get(pname))
+                    instances.setdefault(pname, instances[(pname, modality)])
+                predictor = instances[(pname, modality)]
                 start = time.perf_counter()
                 predictor.set_image(image)
                 share = (time.perf_counter() - start) / len(todo)
@@ -290,9 +336,10 @@ def run_benchmark(
                         break
                     out = run_target(predictor, target, max_clicks)
                     summary = summarize_curve(out["ious"], max_clicks)
-                    values = [*out["ious"], summary.noc85, summary.noc90, summary.dice5, out["box_iou"]]
+                    values = [*out["ious"], float(np.mean(out["ious"])), summary.noc85, summary.noc90, summary.dice5,
+                              out["box_iou"]]
                     writer.writerow(
-                        [modality, name, severity, target.name, pname]
+                        [modality, name, severity, target.name, pname, getattr(target, "structure", "")]
                         + [f"{v:.6f}" if isinstance(v, float) else v for v in values]
                         + [f"{out['seconds'] + share:.4f}"]
                     )

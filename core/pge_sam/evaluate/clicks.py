@@ -1,4 +1,4 @@
-"""Click simulator for interactive segmentation (RITM / SimpleClick convention).
+"""Click simulator for interactive segmentation, after the convention of RITM (Sofiiuk et al. 2022).
 
 Rules (all arrays are ``(H, W)`` = (rows, cols)):
 
@@ -6,18 +6,22 @@ Rules (all arrays are ``(H, W)`` = (rows, cols)):
   truth farthest from its boundary, i.e. the maximum of the Euclidean distance
   transform of the mask padded by one background pixel, so the image border
   counts as boundary.
-* **Later clicks**: the errors of the current prediction are split into
-  4-connected components of false negatives (``gt & ~pred``) and of false
-  positives (``pred & ~gt``). The click goes into the largest component (by
-  pixel count), at its pixel farthest from the component's boundary (same
-  padded distance transform); positive for a false-negative component,
-  negative for a false-positive one. An empty prediction is therefore answered
-  like a first click when the ground truth is one component.
+* **Later clicks**: over *all* false negatives (``gt & ~pred``) and over
+  *all* false positives (``pred & ~gt``), the Euclidean distance of each error
+  pixel to the nearest non-error pixel of its kind (same padded transform).
+  The click goes to the error pixel with the largest distance: positive if it
+  is a false negative, negative if it is a false positive (a false negative
+  wins a tie). So a click lands deep inside the largest error *region*, not in
+  the error component with the most pixels (a long thin sliver loses to a
+  compact blob of the same area).
+* **Never twice on one pixel**: pixels in ``clicked`` (the clicks so far) are
+  excluded; when every error pixel has been clicked already, the simulator
+  gives up (``None``), as a user would.
 * A perfect prediction has no error: :func:`next_click` returns ``None``.
 
-Ties are broken deterministically: between components of equal area a false
-negative wins, then the component whose first pixel comes first in row-major
-order; between pixels of equal distance the first in row-major order wins.
+Ties between pixels of equal distance go to the first in row-major order.
+Each method in the benchmark gets its clicks from its own errors (the usual
+closed loop); only the first click is shared by all methods.
 """
 
 from __future__ import annotations
@@ -65,43 +69,42 @@ def farthest_point(region: np.ndarray) -> tuple[int, int]:
     return int(row), int(col)
 
 
-def _largest_component(mask: np.ndarray) -> tuple[int, np.ndarray | None]:
-    """(area, mask) of the largest 4-connected component of bool ``mask``; ``(0, None)`` when empty.
-
-    ``ndi.label`` numbers components in row-major order of their first pixel,
-    so ``argmax`` picks the earliest of equally large components.
-    """
+def _depth(region: np.ndarray) -> np.ndarray:
+    """Distance of each pixel of bool ``region`` (H, W) to the nearest pixel outside it (border counts as outside)."""
     from scipy import ndimage as ndi
 
-    labels, count = ndi.label(mask)
-    if count == 0:
-        return 0, None
-    areas = np.bincount(labels.ravel())[1:]
-    best = int(np.argmax(areas))
-    return int(areas[best]), labels == best + 1
+    return ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
 
 
-def next_click(gt, pred=None) -> Click | None:
+def next_click(gt, pred=None, clicked=None) -> Click | None:
     """The next simulated click for ground truth ``gt`` given the current prediction ``pred``.
 
     ``gt``: bool (or 0/1) ``(H, W)``, not empty. ``pred``: bool ``(H, W)`` or
-    ``None`` for the first click. Returns a :class:`Click`, or ``None`` when
-    ``pred`` equals ``gt`` (nothing left to correct). Raises
-    :class:`~pge_sam.errors.InputError` on empty ground truth or shape mismatch.
+    ``None`` for the first click. ``clicked``: the ``(row, col)`` pixels
+    clicked so far (never clicked again). Returns a :class:`Click`, or
+    ``None`` when ``pred`` equals ``gt`` or every error pixel was clicked.
+    Raises :class:`~pge_sam.errors.InputError` on empty ground truth or shape mismatch.
     """
     gt = _as_mask(gt, "ground truth")
     if not gt.any():
         raise InputError("the ground-truth mask is empty; a target needs at least one foreground pixel")
+    taken = np.zeros(gt.shape, bool)
+    for row, col in clicked or ():
+        taken[int(row), int(col)] = True
     if pred is None:
-        row, col = farthest_point(gt)
-        return Click(row, col, True)
+        depth = np.where(taken, 0.0, _depth(gt))
+        if depth.max() <= 0:
+            return None
+        row, col = np.unravel_index(int(np.argmax(depth)), gt.shape)
+        return Click(int(row), int(col), True)
     pred = _as_mask(pred, "prediction")
     if pred.shape != gt.shape:
         raise InputError(f"prediction shape {pred.shape} differs from ground-truth shape {gt.shape}")
-    fn_area, fn_region = _largest_component(gt & ~pred)
-    fp_area, fp_region = _largest_component(pred & ~gt)
-    if fn_region is None and fp_region is None:
+    fn = np.where(taken, 0.0, _depth(gt & ~pred))
+    fp = np.where(taken, 0.0, _depth(pred & ~gt))
+    best_fn, best_fp = fn.max(), fp.max()
+    if best_fn <= 0 and best_fp <= 0:
         return None
-    positive = fn_region is not None and fn_area >= fp_area
-    row, col = farthest_point(fn_region if positive else fp_region)
-    return Click(row, col, positive)
+    positive = best_fn >= best_fp
+    row, col = np.unravel_index(int(np.argmax(fn if positive else fp)), gt.shape)
+    return Click(int(row), int(col), positive)

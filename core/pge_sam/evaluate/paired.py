@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COST_METRICS = (("iou_1", "IoU@1"), ("iou_5", "IoU@5"), ("box_iou", "box IoU"))
+COST_METRICS = (("miou", "mIoU"), ("iou_1", "IoU@1"), ("iou_5", "IoU@5"), ("box_iou", "box IoU"))
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,14 @@ def degradation_cost(rows: list[dict], predictor: str, key: str = "iou_5", modal
 
 
 def paired_markdown(rows: list[dict]) -> list[str]:
-    """The summary's paired-difference section (IoU@5, every two predictors, clean and severity >= 2)."""
+    """The summary's paired-difference section (mIoU, or IoU@5 for older results; every two predictors, clean
+    and severity >= 2)."""
     predictors = _ordered(r["predictor"] for r in rows)
+    key = "miou" if rows and "miou" in rows[0] else "iou_5"
     note = ("Intervals resampling rows, and resampling targets (all conditions of a target together; "
             "the honest one when a target fills many rows).")
-    lines = ["", "## Paired differences (IoU@5, b - a on the same targets and conditions, 95 % bootstrap intervals)", "",
+    lines = ["", f"## Paired differences ({'mIoU' if key == 'miou' else 'IoU@5'}, b - a on the same targets and "
+             "conditions, 95 % bootstrap intervals)", "",
              note, "",
              "| modality | condition | a | b | n | a | b | b - a | interval (rows) | targets | interval (targets) |",
              "|" + "---|" * 11]
@@ -121,7 +124,7 @@ def paired_markdown(rows: list[dict]) -> list[str]:
         for degraded in (False, True):
             for i, a in enumerate(predictors):
                 for b in predictors[i + 1:]:
-                    p = paired_difference(rows, a, b, modality=modality, degraded=degraded)
+                    p = paired_difference(rows, a, b, key, modality=modality, degraded=degraded)
                     if p is not None:
                         lines.append(f"| {modality or 'all'} | {'severity >= 2' if degraded else 'clean'} | {a} | {b} | "
                                      f"{p.n} | {p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
@@ -139,9 +142,12 @@ def cost_markdown(rows: list[dict]) -> list[str]:
             "a cost near zero leaves no room for a margin on that metric.")
     lines = ["", title, "", note, "",
              f"| modality | predictor | n | {head} |", "|" + "---|" * (3 + 2 * len(COST_METRICS))]
+    metrics = [(k, label) for k, label in COST_METRICS if rows and k in rows[0]]
+    head = " | ".join(f"{label} clean | {label} degraded - clean" for _, label in metrics)
+    lines[5], lines[6] = f"| modality | predictor | n | {head} |", "|" + "---|" * (3 + 2 * len(metrics))
     for modality in _ordered(r["modality"] for r in rows):
         for predictor in predictors:
-            stats = [degradation_cost(rows, predictor, key, modality) for key, _ in COST_METRICS]
+            stats = [degradation_cost(rows, predictor, key, modality) for key, _ in metrics]
             if stats[0] is None:
                 continue
             cells = " | ".join("- | -" if p is None else f"{p.mean_a:.3f} | {p.diff:+.3f} ({p.low:+.3f} .. {p.high:+.3f})"

@@ -38,7 +38,7 @@ from .paired import Paired, cost_markdown, degradation_cost, paired_difference, 
 __all__ = ["Paired", "Report", "degradation_cost", "load_results", "paired_difference", "summary_markdown",
            "write_pooled_report", "write_report"]
 
-METRICS = (("iou_1", "IoU@1"), ("iou_3", "IoU@3"), ("iou_5", "IoU@5"), ("noc85", "NoC@85"),
+METRICS = (("miou", "mIoU"), ("iou_1", "IoU@1"), ("iou_3", "IoU@3"), ("iou_5", "IoU@5"), ("noc85", "NoC@85"),
            ("noc90", "NoC@90"), ("dice5", "Dice@5"), ("box_iou", "box IoU"), ("seconds", "s/target"))
 CLEAN = "clean"
 
@@ -58,7 +58,7 @@ def load_results(csv_path) -> list[dict]:
         raise InputError(f"{path} does not exist; run the benchmark first")
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    text_columns = {"modality", "degradation", "target", "predictor"}
+    text_columns = {"modality", "degradation", "target", "predictor", "structure"}
     for row in rows:
         for key, value in row.items():
             if key == "severity":
@@ -95,7 +95,14 @@ def summary_markdown(rows: list[dict]) -> str:
         return "\n".join(lines + ["No results yet.", ""])
     predictors = _ordered(r["predictor"] for r in rows)
     lines += [
-        f"{len(rows)} rows; predictors: {', '.join(predictors)}. Means over targets (n = number of targets).",
+        f"{len(rows)} rows; predictors: {', '.join(predictors)}; distinct targets: "
+        + ", ".join(f"{m} {len({r['target'] for r in rows if r['modality'] == m})}"
+                    for m in _ordered(r["modality"] for r in rows))
+        + ". Means over targets (n = number of rows, each one target under one condition). mIoU: mean IoU over "
+        "all interactions (the area under the click curve).",
+    ]
+    lines += overview_markdown(rows) + sanity_markdown(rows)
+    lines += [
         "",
         "## Per condition",
         "",
@@ -134,6 +141,99 @@ def summary_markdown(rows: list[dict]) -> str:
     lines += paired_markdown(rows)
     lines += cost_markdown(rows)
     return "\n".join(lines + [""])
+
+
+CLASSICAL = ("random_walker", "region_grow", "watershed", "grabcut")  # the reference answer is not a method
+
+
+def _target_interval(values_by_target: dict, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean over targets, resampling targets (each target's rows averaged first)."""
+    means = np.array([np.mean(v) for v in values_by_target.values()], dtype=float)
+    means = means[~np.isnan(means)]
+    if len(means) < 2:
+        return float("nan"), float("nan")
+    boot = means[np.random.default_rng(seed).integers(len(means), size=(resamples, len(means)))].mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def best_classical(rows: list[dict], modality: str) -> str | None:
+    """The classical method with the highest clean mIoU on ``modality`` (``None`` if none ran)."""
+    scores = {p: _mean([r for r in rows if r["modality"] == modality and r["predictor"] == p and r["severity"] == 0],
+                       "miou") for p in CLASSICAL}
+    scores = {p: v for p, v in scores.items() if not np.isnan(v)}
+    return max(scores, key=scores.get) if scores else None
+
+
+def overview_markdown(rows: list[dict]) -> list[str]:
+    """Clean results per modality and predictor with target-resampled intervals, and the line to beat."""
+    lines = ["", "## Overview (clean)", "",
+             "| modality | predictor | targets | mIoU | 95 % interval (targets) | IoU@1 | IoU@5 | NoC@85 | NoC@90 | box IoU |",
+             "|" + "---|" * 10]
+    notes = []
+    for modality in _ordered(r["modality"] for r in rows):
+        for predictor in _ordered(r["predictor"] for r in rows):
+            clean = [r for r in rows if r["modality"] == modality and r["predictor"] == predictor and r["severity"] == 0]
+            if not clean:
+                continue
+            by_target: dict[str, list[float]] = {}
+            for r in clean:
+                by_target.setdefault(r["target"], []).append(r.get("miou", np.nan))
+            low, high = _target_interval(by_target)
+            cells = [_fmt(_mean(clean, k), k) for k in ("miou",)] + [f"{low:.3f} .. {high:.3f}"]
+            cells += [_fmt(_mean(clean, k), k) for k in ("iou_1", "iou_5", "noc85", "noc90", "box_iou")]
+            lines.append(f"| {modality} | {predictor} | {len(by_target)} | " + " | ".join(cells) + " |")
+        best = best_classical(rows, modality)
+        if best:
+            notes.append(f"- {modality}: the line to beat is **{best}** (best classical method, clean mIoU "
+                         f"{_mean([r for r in rows if r['modality'] == modality and r['predictor'] == best and r['severity'] == 0], 'miou'):.3f}).")
+    return lines + ([""] + notes if notes else [])
+
+
+def sanity_markdown(rows: list[dict]) -> list[str]:
+    """The benchmark's own sanity checks (PASS/FAIL): the best classical method improves with clicks on every
+    modality, and classical methods score no better on severity-3 noise or blur than clean on the same targets."""
+    checks = []
+    curve = _curve_columns(rows)
+    for modality in _ordered(r["modality"] for r in rows):
+        best = best_classical(rows, modality)
+        if best is None or not curve:
+            continue
+        mine = [r for r in rows if r["modality"] == modality and r["predictor"] == best]
+        means = np.nanmean([[r[c] for c in curve] for r in mine], axis=0)
+        drops = np.diff(means)
+        ok = means[-1] > means[0] and drops.min(initial=0.0) > -0.01
+        checks.append((ok, f"{modality}: {best}'s mean IoU rises with clicks ({means[0]:.3f} at 1, {means[-1]:.3f} at "
+                           f"{len(curve)}; largest drop between two clicks {min(0.0, drops.min(initial=0.0)):+.3f})"))
+        for predictor in [p for p in CLASSICAL if any(r["predictor"] == p for r in mine + rows)]:
+            theirs = [r for r in rows if r["modality"] == modality and r["predictor"] == predictor]
+            clean = {r["target"]: r["miou"] for r in theirs if r["severity"] == 0}
+            hit = [(clean[r["target"]], r["miou"]) for r in theirs if r["severity"] == 3 and r["target"] in clean
+                   and ("noise" in r["degradation"] or "blur" in r["degradation"])]
+            if hit:
+                c, d = np.mean(hit, axis=0)
+                checks.append((c >= d, f"{modality}: {predictor} clean mIoU {c:.3f} >= severity-3 noise/blur {d:.3f} "
+                                       f"(same {len(hit)} target-conditions)"))
+    if not checks:
+        return []
+    return ["", "## Sanity checks", ""] + [f"- {'PASS' if ok else 'FAIL'}: {text}" for ok, text in checks]
+
+
+def per_target_markdown(rows: list[dict]) -> str:
+    """``per_target.md``: clean mIoU and IoU@1 of every target for every predictor (one table per modality)."""
+    lines = ["# DM-Seg-mini per target (clean)", ""]
+    for modality in _ordered(r["modality"] for r in rows):
+        predictors = _ordered(r["predictor"] for r in rows if r["modality"] == modality)
+        lines += [f"## {modality}", "", "| target | structure | " + " | ".join(f"{p} mIoU / IoU@1" for p in predictors)
+                  + " |", "|" + "---|" * (2 + len(predictors))]
+        clean = {(r["target"], r["predictor"]): r for r in rows if r["modality"] == modality and r["severity"] == 0}
+        for target in _ordered(r["target"] for r in rows if r["modality"] == modality):
+            structure = next((r.get("structure", "") for (t, _), r in clean.items() if t == target), "")
+            cells = [f"{clean[(target, p)]['miou']:.3f} / {clean[(target, p)]['iou_1']:.3f}" if (target, p) in clean
+                     else "-" for p in predictors]
+            lines.append(f"| {target} | {structure} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _figure(width: float, height: float):
@@ -220,6 +320,8 @@ def write_report(csv_path, out_dir, rows: list[dict] | None = None) -> Report:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "summary.md"
     summary.write_text(summary_markdown(rows), encoding="utf-8")
+    if rows and "miou" in rows[0]:
+        (out_dir / "per_target.md").write_text(per_target_markdown(rows), encoding="utf-8")
     plots = []
     for modality in _ordered(r["modality"] for r in rows):
         plots.append(plot_iou_curves(rows, modality, out_dir / f"iou_vs_clicks_{modality}.png"))
