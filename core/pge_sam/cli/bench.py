@@ -10,8 +10,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated model names (see `pge-sam models`); default: sam_tiny and pge_sam_tiny, "
                         "those whose weights are installed. Side by side with RobustSAM: "
                         "--models sam_tiny,pge_sam_tiny,robust_sam_tiny")
-    p.add_argument("--no-baseline", action="store_true", help="leave out the random-walker baseline")
+    p.add_argument("--no-baseline", action="store_true", help="leave out the classical baselines")
+    p.add_argument("--baselines", default=None,
+                   help="comma-separated classical baselines (default: all: random_walker, region_grow, watershed, "
+                        "grabcut and the reference answer), each with its parameters tuned on the dev split")
     p.add_argument("--quick", action="store_true", help="small subset (about a minute): 2 targets per modality, clean + severity 3")
+    p.add_argument("--split", default="test", choices=("test", "dev"), help="targets to run on: test (report) or dev (tune)")
+    p.add_argument("--design", default="rotate", choices=("rotate", "grid"),
+                   help="rotate (default): every target clean plus --per-image degraded conditions per image in turn; "
+                        "grid: every target under every degradation and severity")
+    p.add_argument("--per-image", type=int, default=1, help="degraded conditions per image in the rotating design")
     p.add_argument("--out", default="bench-out", help="output folder (results.csv, summary.md, *.png); reruns resume")
     p.add_argument("--fresh", action="store_true", help="start a new results.csv instead of resuming")
     p.add_argument("--modalities", default="mri,ct", help="comma-separated: mri, ct")
@@ -53,9 +61,20 @@ def _adapter_chooser(adapter, names):
     return lambda name: adapter if name.startswith(prefix) else None
 
 
+def classical_factories(names=None) -> dict:
+    """name -> factory(modality=...) of the classical baselines (parameters tuned per modality on the dev split)."""
+    from ..errors import InputError
+    from ..evaluate.classical import classical_predictors
+
+    available = list(classical_predictors("mri"))
+    unknown = [n for n in names or () if n not in available]
+    if unknown:
+        raise InputError(f"unknown baselines {unknown}; choose from {', '.join(available)}")
+    return {name: (lambda modality, name=name: classical_predictors(modality)[name]()) for name in names or available}
+
+
 def run(args) -> int:
     from ..errors import InputError
-    from ..evaluate.baselines import RandomWalkerPredictor
     from ..evaluate.bench import run_benchmark
     from ..evaluate.sam_adapter import SessionClickPredictor
     from ..models.registry import build_model, require_weights
@@ -82,7 +101,7 @@ def run(args) -> int:
         require_weights(name, args.checkpoint, adapter_for(name))
     factories = {}
     if not args.no_baseline:
-        factories["random_walker"] = RandomWalkerPredictor
+        factories.update(classical_factories(_csv(args.baselines)))
     for name in names:
         def factory(name=name):
             model = build_model(name, checkpoint=args.checkpoint, adapter=adapter_for(name), device=args.device)
@@ -91,6 +110,7 @@ def run(args) -> int:
     severities = None if args.severities is None else [int(s) for s in _csv(args.severities)]
     result = run_benchmark(factories, args.out, modalities=_csv(args.modalities), degradations=_csv(args.degradations),
                            severities=severities, max_clicks=args.max_clicks, quick=args.quick, seed=args.seed,
-                           resume=not args.fresh, progress=TqdmProgress("bench"))
+                           resume=not args.fresh, progress=TqdmProgress("bench"), split=args.split, design=args.design,
+                           per_image=args.per_image)
     print(f"results: {result.csv_path}\nsummary: {result.summary_path}")
     return 0

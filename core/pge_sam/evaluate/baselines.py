@@ -68,41 +68,80 @@ def check_prompts(
     return points, labels, box
 
 
+def seed_radii(points: np.ndarray, labels: np.ndarray, radius: int) -> np.ndarray:
+    """Per-click seed radius (int ``(N,)``): ``radius``, shrunk so no click's disk reaches a click of the other label.
+
+    ``points`` int ``(N, 2)`` (row, col), ``labels`` ``(N,)`` 1/0. A disk of
+    radius r + 0.5 (``skimage.draw.disk``) around a click keeps clear of every
+    opposite click at distance d when r = min(``radius``, floor(d - 0.5)), so
+    a negative click next to a positive one cannot swallow it (or vice versa).
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    labels = np.asarray(labels).reshape(-1)
+    radii = np.full(len(points), int(radius), dtype=np.int64)
+    for i in range(len(points)):
+        others = points[labels != labels[i]]
+        if len(others):
+            nearest = float(np.sqrt(((others - points[i]) ** 2).sum(axis=1)).min())
+            radii[i] = min(radius, max(0, int(np.floor(nearest - 0.5))))
+    return radii
+
+
+def box_centre_seed(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The clicks with the box centre prepended as a positive seed (int64 ``(N + 1, 2)``, ``(N + 1,)``), unless
+    there is no box or a negative click lies within 3 px of the centre (the user said the centre is not it)."""
+    if box is None:
+        return points, labels
+    centre = np.array([[(box[0] + box[2]) // 2, (box[1] + box[3]) // 2]], dtype=np.int64)
+    negatives = points[labels == 0]
+    if len(negatives) and float(np.sqrt(((negatives - centre) ** 2).sum(axis=1)).min()) <= 3.0:
+        return points, labels
+    return np.concatenate([centre, points]).astype(np.int64), np.r_[1, labels].astype(np.int64)
+
+
 class RandomWalkerPredictor:
     """Click-seeded random walker (Grady 2006) via ``skimage.segmentation.random_walker``.
 
-    Seeds, in this order (later ones overwrite earlier ones where they overlap):
+    Seeds on the working image, in this order (later ones overwrite earlier
+    ones where they overlap):
 
-    1. background (label 2): when there is no negative click, the one-pixel
-       image border, or with a box every pixel outside the box;
-    2. with a box and no positive click: a foreground disk at the box centre;
-    3. each click, in click order, as a disk of ``seed_radius`` working pixels
-       (label 1 positive, label 2 negative).
+    1. background (label 2), **always**: without a box the one-pixel image
+       border; with a box every pixel outside the box;
+    2. with a box: a foreground disk at the box centre, unless a negative
+       click lies within 3 px of it (:func:`box_centre_seed`);
+    3. each click, in click order, as a disk of radius ``seed_radius`` + 0.5
+       working pixels (label 1 positive, label 2 negative), the radius shrunk
+       where needed so it does not reach a click of the other label
+       (:func:`seed_radii`).
 
-    The image is normalised (1st..99th percentile to [0, 1], clipped) and, when
-    its longer side exceeds ``max_side``, resized with anti-aliasing so the
-    longer side is ``max_side`` (default 96: ~30 ms per click on a 2-core CPU;
-    128 costs ~55 ms, 256 ~0.3 s). ``beta`` 1000 scored best of 30..2500 on
-    MRI and phantom targets. The foreground probability is resized back with linear
-    interpolation and thresholded at 0.5; clicked pixels then take their click's
-    label and, with a box, everything outside the box is background. The
-    solver is ``mode="bf"`` (direct sparse solve), the fastest of skimage's
-    modes at these sizes without pyamg. Stateless between clicks: every
+    The image is normalised (1st..99th percentile to [0, 1], clipped). The
+    walker runs at full resolution by default (``max_side=None``): ~55 ms per
+    click at 128x128 and ~0.3 s at 256x256 on a 2-core CPU. With ``max_side``
+    (>= 16) an image whose longer side exceeds it is first resized with
+    anti-aliasing to that longer side (faster, blurrier boundaries), and the
+    foreground probability is resized back with linear interpolation.
+    ``beta`` (default 1000) is the edge weight of ``random_walker``. The
+    foreground probability is thresholded at 0.5; clicked pixels then take
+    their click's label and, with a box, everything outside the box is
+    background. No positive click and no box: an empty mask. The solver is
+    ``mode="bf"`` (direct sparse solve). Stateless between clicks: every
     ``predict`` starts from the seeds alone.
     """
 
-    def __init__(self, max_side: int = 96, beta: float = 1000.0, seed_radius: int = 1, name: str = "random_walker"):
-        if max_side < 16 or beta <= 0 or seed_radius < 0:
-            raise InputError("RandomWalkerPredictor needs max_side >= 16, beta > 0 and seed_radius >= 0")
+    def __init__(self, max_side: int | None = None, beta: float = 1000.0, seed_radius: int = 1,
+                 name: str = "random_walker"):
+        if (max_side is not None and max_side < 16) or beta <= 0 or seed_radius < 0:
+            raise InputError("RandomWalkerPredictor needs max_side None (full resolution) or >= 16, beta > 0 "
+                             "and seed_radius >= 0")
         self.name = name
-        self.max_side = int(max_side)
+        self.max_side = None if max_side is None else int(max_side)
         self.beta = float(beta)
         self.seed_radius = int(seed_radius)
         self._shape: tuple[int, int] | None = None
         self._work: np.ndarray | None = None
 
     def set_image(self, image: np.ndarray) -> None:
-        """Store a normalised, possibly downsampled copy of float ``(H, W)`` ``image``."""
+        """Store a normalised float64 copy of float ``(H, W)`` ``image`` (downsampled only when ``max_side`` asks)."""
         from skimage.transform import resize
 
         from ..normalize import Normalization
@@ -112,7 +151,7 @@ class RandomWalkerPredictor:
             raise InputError(f"the random walker needs a 2D (H, W) image (got shape {image.shape})")
         vmin, vmax = Normalization.percentile(1.0, 99.0).value_range(image)
         work = np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0)
-        scale = min(1.0, self.max_side / max(image.shape))
+        scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(image.shape))
         if scale < 1.0:
             size = tuple(max(2, round(s * scale)) for s in image.shape)
             work = resize(work, size, order=1, anti_aliasing=True, preserve_range=True)
@@ -131,21 +170,22 @@ class RandomWalkerPredictor:
 
         (height, width), (h, w) = self._shape, self._work.shape
         seeds = np.zeros((h, w), dtype=np.int32)
-        if not (labels == 0).any():
-            if box is None:
-                seeds[[0, -1], :] = 2
-                seeds[:, [0, -1]] = 2
-            else:
-                r0, c0 = int(box[0] * h / height), int(box[1] * w / width)
-                r1 = min(h - 1, int(np.ceil((box[2] + 1) * h / height)) - 1)
-                c1 = min(w - 1, int(np.ceil((box[3] + 1) * w / width)) - 1)
-                seeds[:] = 2
-                seeds[r0 : r1 + 1, c0 : c1 + 1] = 0
-        clicks = [(int(r), int(c), int(lab)) for (r, c), lab in zip(points, labels)]
-        if box is not None and not (labels == 1).any():
-            clicks.insert(0, ((int(box[0]) + int(box[2])) // 2, (int(box[1]) + int(box[3])) // 2, 1))
-        for row, col, label in clicks:
-            rr, cc = disk(self._to_work(row, col), self.seed_radius + 0.5, shape=(h, w))
+        # background seeds always: a negative click adds to them, it never replaces them
+        if box is None:
+            seeds[[0, -1], :] = 2
+            seeds[:, [0, -1]] = 2
+        else:
+            r0, c0 = int(box[0] * h / height), int(box[1] * w / width)
+            r1 = min(h - 1, int(np.ceil((box[2] + 1) * h / height)) - 1)
+            c1 = min(w - 1, int(np.ceil((box[3] + 1) * w / width)) - 1)
+            seeds[:] = 2
+            seeds[r0 : r1 + 1, c0 : c1 + 1] = 0
+        points, labels = box_centre_seed(points, labels, box)
+        clicks = [(*self._to_work(int(r), int(c)), int(lab)) for (r, c), lab in zip(points, labels)]
+        work_points = np.array([c[:2] for c in clicks], dtype=np.int64).reshape(-1, 2)
+        radii = seed_radii(work_points, np.array([c[2] for c in clicks]), self.seed_radius)
+        for (row, col, label), radius in zip(clicks, radii):
+            rr, cc = disk((row, col), radius + 0.5, shape=(h, w))
             seeds[rr, cc] = 1 if label == 1 else 2
         return seeds
 

@@ -254,7 +254,7 @@ def run_benchmark(
     targets: Mapping[str, Sequence[Target]] | None = None,
     split: str = "test",
     design: str = "rotate",
-    per_image: int = 2,
+    per_image: int = 1,
 ) -> BenchResult:
     """Run DM-Seg-mini and write ``results.csv``, ``summary.md`` and PNG plots into ``out_dir``.
 

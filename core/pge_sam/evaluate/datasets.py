@@ -59,7 +59,7 @@ from ..errors import InputError
 MODALITIES = ("mri", "ct")
 SPLITS = ("dev", "test")
 ORIENTATIONS = (("axial", "z"), ("coronal", "y"), ("sagittal", "x"))
-POSITIONS = {"mri": 12, "ct": 15}
+POSITIONS = {"mri": 12, "ct": 10}
 MIN_AREA = {"mri": 150, "ct": 40}
 PHANTOM_SIZE = 128
 QUICK_COUNTS = {"mri": 2, "ct": 2}
