@@ -1,4 +1,4 @@
-"""`pge-sam bench --quick` runs end to end with the shipped tiny model and the random walker (issue: CI runs it)."""
+"""`pge-sam bench --quick` runs end to end with the shipped tiny model and the classical baselines (CI runs it)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,23 @@ def test_quick_benchmark_csv_structure_and_ranges(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--quick", "--models", "sam_tiny", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert {r["predictor"] for r in rows} == {"random_walker", "sam_tiny"}
+    classical = {"random_walker", "region_grow", "watershed", "grabcut", "reference_large"}
+    assert {r["predictor"] for r in rows} == classical | {"sam_tiny"}
     assert {r["modality"] for r in rows} == {"mri", "ct"}
     assert {r["severity"] for r in rows} == {"0", "3"}
     for r in rows:
         ious = [float(r[f"iou_{k}"]) for k in range(1, 21)]
-        assert all(0.0 <= v <= 1.0 for v in ious)
+        assert all(0.0 <= v <= 1.0 for v in ious) and float(r["miou"]) == pytest.approx(sum(ious) / 20, abs=1e-5)
         assert 1 <= int(r["noc85"]) <= 20 and 1 <= int(r["noc90"]) <= 20 and int(r["noc85"]) <= int(r["noc90"])
         assert 0.0 <= float(r["dice5"]) <= 1.0 and 0.0 <= float(r["box_iou"]) <= 1.0
         assert float(r["seconds"]) > 0
     # every method gets every target x condition exactly once
     keys = [(r["modality"], r["degradation"], r["severity"], r["target"]) for r in rows]
-    per_method = {p: sorted(k for k, r in zip(keys, rows) if r["predictor"] == p) for p in ("random_walker", "sam_tiny")}
-    assert per_method["random_walker"] == per_method["sam_tiny"] and len(per_method["sam_tiny"]) >= 8
+    per_method = {p: sorted(k for k, r in zip(keys, rows) if r["predictor"] == p) for p in classical | {"sam_tiny"}}
+    assert all(v == per_method["sam_tiny"] for v in per_method.values()) and len(per_method["sam_tiny"]) == 8
     summary = (out / "summary.md").read_text(encoding="utf-8")
-    assert "sam_tiny" in summary and "random_walker" in summary
+    assert "sam_tiny" in summary and "random_walker" in summary and "## Sanity checks" in summary
+    assert "line to beat" in summary and (out / "per_target.md").is_file()
     assert list(out.glob("*.png"))
     # a rerun resumes: no new rows
     assert main(["bench", "--quick", "--models", "sam_tiny", "--out", str(out)]) == 0
