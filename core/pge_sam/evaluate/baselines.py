@@ -87,6 +87,28 @@ def seed_radii(points: np.ndarray, labels: np.ndarray, radius: int) -> np.ndarra
     return radii
 
 
+def _content_box(work: np.ndarray, margin: int = 3) -> tuple[slice, slice]:
+    """The box of float ``(H, W)`` ``work`` (in [0, 1]) holding every pixel above 1 %, grown by ``margin``:
+    outside it the image is its flat background, which the border seeds reach anyway."""
+    rows = np.flatnonzero((work > 0.01).any(axis=1))
+    cols = np.flatnonzero((work > 0.01).any(axis=0))
+    if not len(rows):
+        return slice(0, work.shape[0]), slice(0, work.shape[1])
+    return (slice(max(0, rows[0] - margin), min(work.shape[0], rows[-1] + margin + 1)),
+            slice(max(0, cols[0] - margin), min(work.shape[1], cols[-1] + margin + 1)))
+
+
+def _seal(inner: np.ndarray, crop: tuple[slice, slice], shape: tuple[int, int]) -> None:
+    """Unseeded pixels on a side of the cropped seed map that is not the image border become background seeds
+    (they stand for the flat background cut away, which the image-border seeds would have claimed)."""
+    (rs, cs), (h, w) = crop, shape
+    for cut, side in ((rs.start > 0, np.s_[0, :]), (rs.stop < h, np.s_[-1, :]),
+                      (cs.start > 0, np.s_[:, 0]), (cs.stop < w, np.s_[:, -1])):
+        if cut:
+            edge = inner[side]
+            edge[edge == 0] = 2
+
+
 def box_centre_seed(points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The clicks with the box centre prepended as a positive seed (int64 ``(N + 1, 2)``, ``(N + 1,)``), unless
     there is no box or a negative click lies within 3 px of the centre (the user said the centre is not it)."""
@@ -116,7 +138,11 @@ class RandomWalkerPredictor:
 
     The image is normalised (1st..99th percentile to [0, 1], clipped). The
     walker runs at full resolution by default (``max_side=None``): ~55 ms per
-    click at 128x128 and ~0.3 s at 256x256 on a 2-core CPU. With ``max_side``
+    click at 128x128 and ~0.3 s at 256x256 on a 2-core CPU. It solves only
+    inside the box holding the image's content (pixels above 1 % of the range,
+    plus 3 px): the flat background around it is background either way (the
+    walk from the border seeds), and the solve costs half as much on MRI
+    slices framed by air. With ``max_side``
     (>= 16) an image whose longer side exceeds it is first resized with
     anti-aliasing to that longer side (faster, blurrier boundaries), and the
     foreground probability is resized back with linear interpolation.
@@ -157,6 +183,7 @@ class RandomWalkerPredictor:
             work = resize(work, size, order=1, anti_aliasing=True, preserve_range=True)
         self._shape = (int(image.shape[0]), int(image.shape[1]))
         self._work = work.astype(np.float64)
+        self._crop = _content_box(self._work)
 
     def reset(self) -> None:
         """Nothing to clear: the random walker keeps no state between predictions."""
@@ -203,12 +230,19 @@ class RandomWalkerPredictor:
         if not (seeds == 1).any() or not (seeds == 2).any():  # one class only: nothing to solve
             foreground = np.full(self._work.shape, float((seeds == 1).any()))
         elif (seeds == 0).any():
-            with warnings.catch_warnings():
-                # skimage warns when the solver's probabilities overshoot [0, 1] slightly; harmless here
-                warnings.simplefilter("ignore", UserWarning)
-                foreground = random_walker(
-                    self._work, seeds, beta=self.beta, mode="bf", return_full_prob=True
-                )[0]
+            foreground = np.zeros(self._work.shape)
+            crop = self._crop
+            inner = seeds[crop].copy()
+            _seal(inner, crop, self._work.shape)
+            if (inner == 1).any() and (inner == 0).any():
+                with warnings.catch_warnings():
+                    # skimage warns when the solver's probabilities overshoot [0, 1] slightly; harmless here
+                    warnings.simplefilter("ignore", UserWarning)
+                    foreground[crop] = random_walker(
+                        self._work[crop], inner, beta=self.beta, mode="bf", return_full_prob=True
+                    )[0]
+            else:
+                foreground[crop] = (inner == 1).astype(np.float64)
         else:
             foreground = (seeds == 1).astype(np.float64)
         if foreground.shape != self._shape:
