@@ -118,3 +118,20 @@ def test_intensity_model_and_background_value():
     padded = np.full((4, 8, 8), -1024.0)
     padded[1:3, 2:6, 2:6] = 40
     assert background_value(padded) == -1024.0
+
+
+def test_re_propagation_clears_slices_beyond_a_new_stop_marker(pred):
+    vol, disk = blank_topped_volume()
+    vol[8:] = vol[:4]  # no blank slices: the object goes on through the whole volume
+    labels = np.zeros(vol.shape, np.uint16)
+    repeat_mask(pred, disk)
+    s = Session(pred, vol, labels, prefetch=0)
+    s.add_point((4, 20, 28))
+    s.propagate()
+    assert (labels[:, 20, 28] == 1).all()
+    s.add_point((7, 20, 28), positive=False)  # a lone negative click: "the object ends here"
+    change = s.propagate()
+    assert not labels[7:].any() and (labels[:7, 20, 28] == 1).all()
+    assert any("cleared the object from" in note for note in change.notes)
+    s.undo()  # one step: the cleared slices come back
+    assert (labels[8:, 20, 28] == 1).all()

@@ -315,6 +315,8 @@ class Session:
                 if progress.cancelled():
                     cancelled = True
                     break
+            if not cancelled and config.direction == "both" and config.max_slices is None:
+                self._clear_unreached(obj, axis, set(prompted) | {e.index for e in step.edits}, step, reasons)
         except BaseException:
             self._rollback(step)  # an error part-way leaves the buffer and the state as they were
             raise
@@ -323,6 +325,21 @@ class Session:
         change.cancelled = cancelled
         change.notes = tuple(reasons)
         return change
+
+    def _clear_unreached(self, obj: ObjectState, axis: int, reached: set[int], step: UndoStep,
+                         reasons: list[str]) -> None:
+        """A re-propagation replaces the last one: the object's voxels on slices it no longer reaches (beyond a
+        new stop marker, or where the walk now stops earlier) are cleared, as part of the same undo step."""
+        stale = [i for i in self._slices_with_label(obj.label) if i not in reached]
+        for index in stale:
+            key = (axis, index)
+            view = self._view(axis, index)
+            step.edits.append(edits.record(view, np.zeros(view.shape, bool), obj.label, False, axis, index,
+                                           obj.prompts.get(key), obj.logits.get(key)))
+            obj.logits.pop(key, None)
+        if stale:
+            reasons.append(f"cleared the object from {len(stale)} slice(s) an earlier propagation reached "
+                           f"({stale[0]}..{stale[-1]})")
 
     def precompute(self, start: int | None = None, stop: int | None = None, axis: int | None = None,
                    progress: Progress | None = None) -> int:

@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rotate (default): every target clean plus --per-image degraded conditions per image in turn; "
                         "grid: every target under every degradation and severity")
     p.add_argument("--per-image", type=int, default=1, help="degraded conditions per image in the rotating design")
+    p.add_argument("--protocol", default="both", choices=("2d", "3d", "both"),
+                   help="2d: click episodes on slices; 3d: click, propagate, correct the worst slice, re-propagate "
+                        "(volume Dice per interaction, results3d.csv, summary3d.md); both (default)")
+    p.add_argument("--interactions", type=int, default=8, help="interactions per 3D episode")
     p.add_argument("--out", default="bench-out", help="output folder (results.csv, summary.md, *.png); reruns resume")
     p.add_argument("--fresh", action="store_true", help="start a new results.csv instead of resuming")
     p.add_argument("--modalities", default="mri,ct", help="comma-separated: mri, ct")
@@ -73,6 +77,22 @@ def classical_factories(names=None) -> dict:
     return {name: (lambda modality, name=name: classical_predictors(modality)[name]()) for name in names or available}
 
 
+def run_3d(args, names, model):
+    """The 3D protocol for the classical 3D baselines (unless --no-baseline) and the named models."""
+    from ..device import resolve_device
+    from ..evaluate.classical3d import RandomWalker3D, RegionGrowing3D
+    from ..evaluate.protocol3d import run_3d_benchmark, session_method
+    from ..progress import TqdmProgress
+
+    methods = {} if args.no_baseline else {"random_walker_3d": RandomWalker3D, "region_growing_3d": RegionGrowing3D}
+    for name in names:
+        methods[args.label or name] = session_method(model(name), args.label or name)
+    cpu = resolve_device(args.device).type == "cpu"
+    return run_3d_benchmark(methods, args.out, modality_list=_csv(args.modalities), split=args.split,
+                            quick=args.quick, max_interactions=args.interactions, progress=TqdmProgress("bench 3d"),
+                            torch_threads=1 if cpu else None)
+
+
 def run(args) -> int:
     from ..errors import InputError
     from ..evaluate.bench import run_benchmark
@@ -102,12 +122,21 @@ def run(args) -> int:
     factories = {}
     if not args.no_baseline:
         factories.update(classical_factories(_csv(args.baselines)))
+    built = {}
+
+    def model(name):
+        if name not in built:
+            built[name] = build_model(name, checkpoint=args.checkpoint, adapter=adapter_for(name), device=args.device)
+        return built[name]
+
     for name in names:
-        def factory(name=name):
-            model = build_model(name, checkpoint=args.checkpoint, adapter=adapter_for(name), device=args.device)
-            return SessionClickPredictor(model, name=args.label or name)
-        factories[args.label or name] = factory  # called by the runner when the model's first row is due
+        factories[args.label or name] = lambda name=name: SessionClickPredictor(model(name), name=args.label or name)
     severities = None if args.severities is None else [int(s) for s in _csv(args.severities)]
+    if args.protocol in ("3d", "both"):
+        path = run_3d(args, names, model)
+        print(f"3D results: {path}\n3D summary: {path.with_name('summary3d.md')}")
+    if args.protocol == "3d":
+        return 0
     result = run_benchmark(factories, args.out, modalities=_csv(args.modalities), degradations=_csv(args.degradations),
                            severities=severities, max_clicks=args.max_clicks, quick=args.quick, seed=args.seed,
                            resume=not args.fresh, progress=TqdmProgress("bench"), split=args.split, design=args.design,
