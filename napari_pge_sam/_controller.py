@@ -163,7 +163,8 @@ class Controller:
         if self.session is None:
             self.session = Session(self.model, self.image, self.buffer, axis=self.axis if self.ndim == 3 else 0,
                                    spacing=self.spacing, normalization=self.normalization,
-                                   overwrite=self.overwrite, prefetch=self.prefetch)
+                                   overwrite=self.overwrite, prefetch=self.prefetch,
+                                   allow_rgb_shape=True)  # set_image accepted it: a volume with 3 or 4 columns
             if self._first_label > self.session.label:
                 self.session.select_object(self._first_label)
         return self.session

@@ -350,3 +350,14 @@ def test_a_new_object_never_takes_an_id_painted_in_the_layer(exact_ctrl, verb):
     c.add_point((6.0, 24.0, 30.0))
     c.clear()  # clearing the new object leaves the painted voxels alone
     assert (c.display[0, :3, :3] == 2).all()
+
+
+def test_a_volume_shaped_like_rgb_that_set_image_took_can_be_clicked(exact_ctrl):
+    """(Z, Y, 3): set_image accepts it as a volume, so the session must too (it used to refuse the first click)."""
+    c = exact_ctrl
+    volume = np.zeros((12, 48, 3), np.float32)
+    volume[:, 10:30, :] = 1.0
+    c.set_image(volume, np.zeros(volume.shape, np.uint16))
+    c.set_axis(2)
+    change = c.add_point((6.0, 20.0, 1.0))
+    assert change.voxels > 0 and c.display[6, 20, 1] == c.label
