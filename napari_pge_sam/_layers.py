@@ -87,7 +87,8 @@ class PromptLayers:
         tf = transform_kwargs(image)
         self.labels = self._existing_labels(f"{image.name} [pge-sam]", shape)
         if self.labels is None:
-            self.labels = viewer.add_labels(np.zeros(shape, np.uint16), name=f"{image.name} [pge-sam]", **tf)
+            self.labels = viewer.add_labels(np.zeros(shape, np.uint16), name=f"{image.name} [pge-sam]",
+                                            metadata=dict(image.metadata), **tf)  # the source geometry, for saving
         size = max(3.0, float(min(shape[-2:])) / 40.0)
         self.points = viewer.add_points(np.empty((0, self.ndim)), ndim=self.ndim, name=POINTS_NAME, size=size,
                                         face_color=POSITIVE, border_color="white", border_width=0.1,

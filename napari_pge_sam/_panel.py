@@ -100,12 +100,15 @@ class Panel:
         self.clear.setToolTip("Remove the current object's voxels and prompts (undoable)")
         self.polarity = QPushButton("Clicks: positive")
         self.polarity.setCheckable(True)
+        self.save = QPushButton("Save labels…")
+        self.save.setToolTip("Write the labels with the image's geometry (NIfTI, NRRD, MHA); atomic, verified")
         for i, button in enumerate((self.precompute, self.propagate, self.cancel, self.polarity,
                                     self.next_object, self.accept, self.undo, self.clear)):
             grid.addWidget(button, i // 4, i % 4)
         self.overwrite = QCheckBox("Paint over other objects")
         self.overwrite.setToolTip("Off (default): a new object never takes voxels of another object")
-        grid.addWidget(self.overwrite, 2, 0, 1, 4)
+        grid.addWidget(self.overwrite, 2, 0, 1, 3)
+        grid.addWidget(self.save, 2, 3)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)

@@ -73,7 +73,7 @@ class PgeSamWidget(PromptingMixin, QWidget):
         for button, action in ((ui.precompute, self.precompute), (ui.propagate, self.propagate),
                                (ui.cancel, self.cancel), (ui.next_object, self.next_object),
                                (ui.accept, self.accept), (ui.undo, self.undo), (ui.clear, self.clear),
-                               (ui.polarity, self.toggle_polarity)):
+                               (ui.polarity, self.toggle_polarity), (ui.save, self.save_labels)):
             button.clicked.connect(lambda _=False, a=action: a())
         for emitter, handler in ((self.viewer.layers.events.inserted, self._layers_changed),
                                  (self.viewer.layers.events.removed, self._layer_removed),
@@ -254,6 +254,32 @@ class PgeSamWidget(PromptingMixin, QWidget):
     @property
     def message_text(self) -> str:
         return self.ui.message.text()
+
+    def save_labels(self, path: str | None = None) -> str | None:
+        """Write the labels layer through the plugin's writer (the image's geometry, atomic and verified);
+        ``path`` ``None`` asks with a file dialog. Returns the path written, or ``None``."""
+        if self.layers is None:
+            self._error("no labels yet: choose an image layer first")
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            source = self.layers.labels.metadata.get("pge_sam_source", "")
+            start = str(source).rsplit(".nii", 1)[0] + "_labels.nii.gz" if source else "labels.nii.gz"
+            path, _ = QFileDialog.getSaveFileName(self, "Save labels", start,
+                                                  "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha)")
+            if not path:
+                return None
+        try:
+            written = self.layers.labels.save(str(path), plugin="pge-sam")
+        except (PgeSamError, OSError, ValueError) as err:
+            self._error(f"labels not saved: {err}")
+            return None
+        if not written:
+            self._error(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha")
+            return None
+        self._info(f"labels saved to {written[0]}")
+        return written[0]
 
     def _info(self, text: str) -> None:
         self.ui.message.setStyleSheet("")

@@ -32,7 +32,8 @@ def test_importing_the_plugin_loads_neither_torch_nor_qt_nor_napari():
 
 def test_npe2_validate_passes():
     out = subprocess.run([sys.executable, "-m", "npe2", "validate", "pge-sam", "--imports"],
-                         capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+                         capture_output=True, text=True, encoding="utf-8", errors="replace",
+                         env={**os.environ, "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout
 
