@@ -87,6 +87,18 @@ def seed_radii(points: np.ndarray, labels: np.ndarray, radius: int) -> np.ndarra
     return radii
 
 
+def unit_range(image: np.ndarray, who: str) -> np.ndarray:
+    """Float32 ``(H, W)`` ``image`` mapped from its 1st..99th percentile to [0, 1], clipped; ``who`` names the
+    method in the error for anything but a 2D image of at least 2 x 2 pixels."""
+    from ..normalize import Normalization
+
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise InputError(f"{who} needs a 2D (H, W) image of at least 2x2 pixels (got shape {image.shape})")
+    vmin, vmax = Normalization.percentile(1.0, 99.0).value_range(image)
+    return np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0).astype(np.float32)
+
+
 def _content_box(work: np.ndarray, margin: int = 3) -> tuple[slice, slice]:
     """The box of float ``(H, W)`` ``work`` (in [0, 1]) holding every pixel above 1 %, grown by ``margin``:
     outside it the image is its flat background, which the border seeds reach anyway."""
@@ -170,13 +182,8 @@ class RandomWalkerPredictor:
         """Store a normalised float64 copy of float ``(H, W)`` ``image`` (downsampled only when ``max_side`` asks)."""
         from skimage.transform import resize
 
-        from ..normalize import Normalization
-
         image = np.asarray(image, dtype=np.float32)
-        if image.ndim != 2 or min(image.shape) < 2:
-            raise InputError(f"the random walker needs a 2D (H, W) image (got shape {image.shape})")
-        vmin, vmax = Normalization.percentile(1.0, 99.0).value_range(image)
-        work = np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0)
+        work = unit_range(image, self.name)
         scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(image.shape))
         if scale < 1.0:
             size = tuple(max(2, round(s * scale)) for s in image.shape)

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from .baselines import RandomWalkerPredictor, box_centre_seed, check_prompts, seed_radii
+from .baselines import RandomWalkerPredictor, box_centre_seed, check_prompts, seed_radii, unit_range
 
 TUNED_PATH = Path(__file__).with_name("tuned_params.json")
 
@@ -103,13 +103,7 @@ class _Classical:
 
     def set_image(self, image: np.ndarray) -> None:
         """Store float ``(H, W)`` ``image`` mapped from its 1st..99th percentile to [0, 1] (float32, clipped)."""
-        from ..normalize import Normalization
-
-        image = np.asarray(image, dtype=np.float32)
-        if image.ndim != 2 or min(image.shape) < 2:
-            raise InputError(f"{self.name} needs a 2D (H, W) image of at least 2x2 pixels (got shape {image.shape})")
-        vmin, vmax = Normalization.percentile(1.0, 99.0).value_range(image)
-        self._work = np.clip((image - vmin) / (vmax - vmin), 0.0, 1.0).astype(np.float32)
+        self._work = unit_range(image, self.name)
         self._prepare()
 
     def _prepare(self) -> None:
