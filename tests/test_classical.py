@@ -188,3 +188,17 @@ def test_classical_predictors_uses_defaults_and_tuned_params(tmp_path):
     tuned.write_text("not json", encoding="utf-8")
     with pytest.raises(InputError, match="tune_baselines"):
         classical_predictors("ct", tuned)
+
+
+@pytest.mark.parametrize("name", ["random_walker", "region_grow", "watershed", "grabcut", "reference_large"])
+def test_a_box_whose_centre_was_clicked_away_gives_an_empty_mask(name):
+    from pge_sam.evaluate.classical import classical_predictors
+
+    image = np.zeros((40, 40), np.float32)
+    image[10:30, 10:30] = 1.0
+    method = classical_predictors("ct")[name]()
+    method.set_image(image)
+    method.reset()
+    box = np.array([5, 5, 34, 34])
+    mask = method.predict(np.array([[20, 20]]), np.array([0]), box)  # negative click on the box centre
+    assert mask.dtype == bool and mask.shape == image.shape and not mask.any()

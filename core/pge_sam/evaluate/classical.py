@@ -118,9 +118,9 @@ class _Classical:
             raise InputError(f"{self.name}: call set_image before predict")
         shape = self._work.shape
         points, labels, box = check_prompts(points, labels, box, shape)
-        if box is None and not (labels == 1).any():
-            return np.zeros(shape, dtype=bool)
         seeds, seed_labels = box_centre_seed(points, labels, box)
+        if not (seed_labels == 1).any():  # nothing said "this is it" (a box whose centre was clicked away)
+            return np.zeros(shape, dtype=bool)
         mask = np.array(self._segment(seeds, seed_labels, box), dtype=bool)
         for (row, col), label in zip(seeds, seed_labels):  # in click order: a later click on a pixel wins
             mask[row, col] = label == 1
