@@ -191,8 +191,9 @@ def overview_markdown(rows: list[dict]) -> list[str]:
 
 
 def sanity_markdown(rows: list[dict]) -> list[str]:
-    """The benchmark's own sanity checks (PASS/FAIL): the best classical method improves with clicks on every
-    modality, and classical methods score no better on severity-3 noise or blur than clean on the same targets."""
+    """The benchmark's own sanity checks (PASS/FAIL): the best classical method's mean IoU rises with clicks on
+    every modality (after clicks 1, 3, 5, 10, 20: never down by more than 0.01, and up overall), and classical
+    methods score no better on severity-3 noise or blur than clean on the same targets."""
     checks = []
     curve = _curve_columns(rows)
     for modality in _ordered(r["modality"] for r in rows):
@@ -201,10 +202,11 @@ def sanity_markdown(rows: list[dict]) -> list[str]:
             continue
         mine = [r for r in rows if r["modality"] == modality and r["predictor"] == best]
         means = np.nanmean([[r[c] for c in curve] for r in mine], axis=0)
-        drops = np.diff(means)
-        ok = means[-1] > means[0] and drops.min(initial=0.0) > -0.01
-        checks.append((ok, f"{modality}: {best}'s mean IoU rises with clicks ({means[0]:.3f} at 1, {means[-1]:.3f} at "
-                           f"{len(curve)}; largest drop between two clicks {min(0.0, drops.min(initial=0.0)):+.3f})"))
+        marks = [k for k in (1, 3, 5, 10, 20) if k <= len(curve)]
+        at = [float(means[k - 1]) for k in marks]
+        ok = at[-1] > at[0] and all(b >= a - 0.01 for a, b in zip(at, at[1:]))
+        shown = ", ".join(f"{v:.3f} at {k}" for k, v in zip(marks, at))
+        checks.append((ok, f"{modality}: {best}'s mean IoU rises with clicks ({shown})"))
         for predictor in [p for p in CLASSICAL if any(r["predictor"] == p for r in mine + rows)]:
             theirs = [r for r in rows if r["modality"] == modality and r["predictor"] == predictor]
             clean = {r["target"]: r["miou"] for r in theirs if r["severity"] == 0}
