@@ -117,3 +117,25 @@ def test_resampling_targets_widens_the_interval_when_a_target_fills_many_rows():
     assert p.target_low <= -0.05 and p.target_high >= 0.15
     text = summary_markdown(rows)
     assert "| ct | severity >= 2 | sam | pge | 120 |" in text and "| 4 |" in text
+
+
+def test_sanity_checks_flag_a_falling_curve_and_degraded_beating_clean():
+    from pge_sam.evaluate.report import best_classical, sanity_markdown
+
+    def row(predictor, target, severity, curve, degradation="clean"):
+        r = {"modality": "mri", "degradation": degradation, "severity": severity, "target": target,
+             "predictor": predictor, **{f"iou_{k + 1}": v for k, v in enumerate(curve)}}
+        r["miou"] = sum(curve) / len(curve)
+        return r
+
+    rising = [0.2 + 0.03 * k for k in range(20)]
+    falling = rising[:5] + [0.1] * 15
+    rows = [row("region_grow", "a", 0, rising), row("region_grow", "a", 3, rising[::-1][:1] * 20, "gaussian_noise"),
+            row("watershed", "a", 0, falling)]
+    assert best_classical(rows, "mri") == "region_grow"
+    text = "\n".join(sanity_markdown(rows))
+    assert "PASS: mri: region_grow's mean IoU rises" in text
+    assert "FAIL: mri: region_grow clean mIoU" in text  # the degraded row scores higher than clean
+    rows[0] = row("region_grow", "a", 0, falling)
+    assert "FAIL: mri: watershed's mean IoU rises" in "\n".join(sanity_markdown(rows)) or \
+        "FAIL: mri: region_grow's mean IoU rises" in "\n".join(sanity_markdown(rows))
