@@ -202,3 +202,14 @@ def test_a_box_whose_centre_was_clicked_away_gives_an_empty_mask(name):
     box = np.array([5, 5, 34, 34])
     mask = method.predict(np.array([[20, 20]]), np.array([0]), box)  # negative click on the box centre
     assert mask.dtype == bool and mask.shape == image.shape and not mask.any()
+
+
+def test_grabcut_gives_the_same_mask_for_the_same_clicks():
+    from pge_sam.evaluate.classical import classical_predictors
+
+    rng = np.random.default_rng(0)
+    image = (rng.normal(0.3, 0.1, (64, 64)) + np.pad(np.full((24, 24), 0.4), 20)).astype(np.float32)
+    method = classical_predictors("mri")["grabcut"]()
+    method.set_image(image)
+    masks = [method.predict(np.array([[32, 32], [5, 5]]), np.array([1, 0])) for _ in range(4)]
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])

@@ -332,6 +332,7 @@ class GrabCutPredictor(_Classical):
         if min(np.count_nonzero(foreground), np.count_nonzero(~foreground)) < 10:
             return foreground
         bgd_model, fgd_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's RNG: same clicks, same mask
         cv2.grabCut(self._rgb, init, None, bgd_model, fgd_model, self.iterations, cv2.GC_INIT_WITH_MASK)
         foreground = (init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)
         return _touching(foreground, positives) if self.connected else foreground
