@@ -47,9 +47,9 @@ def main(folders: list[str]) -> None:
         for model in MODELS[1:]:
             print(f"| {modality} | clean | sam_tiny | {model} | "
                   + fmt(paired_difference(first, "sam_tiny", model, "miou", modality)) + " |")
-            print(f"| {modality} | severity >= 2, 3 seeds | sam_tiny | {model} | "
+            print(f"| {modality} | severity >= 2, {len(runs)} seeds | sam_tiny | {model} | "
                   + fmt(paired_difference(pooled, "sam_tiny", model, "miou", modality, degraded=True)) + " |")
-    print("\n### Cost of degradation, 3 seeds (degraded - clean on the same target, severity >= 2)\n")
+    print(f"\n### Cost of degradation, {len(runs)} seeds (degraded - clean on the same target, severity >= 2)\n")
     print("| modality | method | rows | mIoU clean | mIoU cost | IoU@1 cost | box IoU cost |")
     print("|---|---|---|---|---|---|---|")
     for modality in ("mri", "ct"):
