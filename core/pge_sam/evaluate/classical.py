@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -88,7 +89,7 @@ def _touching(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.isin(components, keep) if len(keep) else mask
 
 
-class _Classical:
+class _Classical(ABC):
     """Shared prompt handling; subclasses implement ``_segment(points, labels, box) -> bool (H, W)``.
 
     ``_segment`` receives validated int64 prompts with at least one positive
@@ -126,8 +127,9 @@ class _Classical:
             mask[row, col] = label == 1
         return mask & _box_mask(shape, box)
 
+    @abstractmethod
     def _segment(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+        """Bool ``(H, W)`` mask from validated prompts holding at least one positive seed."""
 
 
 class RegionGrowPredictor(_Classical):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 
 import numpy as np
 
 from ..errors import InputError, PromptError
 
 
-class _ClickMethod3D:
+class _ClickMethod3D(ABC):
     """Shared bookkeeping: the volume, the clicks and the current mask."""
 
     name = "classical_3d"
@@ -45,11 +46,13 @@ class _ClickMethod3D:
         self._mask = np.zeros(self._shape, bool)
         self._prepare(volume.astype(np.float32, copy=False))
 
+    @abstractmethod
     def _prepare(self, volume: np.ndarray) -> None:
-        raise NotImplementedError
+        """Per-volume precomputation from float32 ``(Z, Y, X)`` ``volume``."""
 
+    @abstractmethod
     def _segment(self) -> np.ndarray:
-        raise NotImplementedError
+        """Bool ``(Z, Y, X)`` mask from ``self._clicks`` (at least one positive)."""
 
     def interact(self, point_zyx, positive: bool = True) -> None:
         """Add a click at voxel ``(z, y, x)`` and recompute the mask from all clicks."""
