@@ -113,6 +113,15 @@ def test_dicom_series_folder_reads_as_a_volume(tmp_path):
     np.testing.assert_allclose(loaded.reference.GetOrigin(), (-5.0, 3.0, 12.0), atol=1e-4)
     with pytest.raises(InputError, match="no DICOM series"):
         read_image(tmp_path)  # a folder without DICOM files
+    second = sitk.ReadImage(str(folder / "slice000.dcm"))  # the same slice as another series, in the same folder
+    for key in second.GetMetaDataKeys():
+        second.SetMetaData(key, second.GetMetaData(key))
+    second.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.9")
+    second.SetMetaData("0008|0018", "1.2.826.0.1.3680043.2.1125.1.9.1")
+    writer.SetFileName(str(folder / "other.dcm"))
+    writer.Execute(second)
+    with pytest.raises(InputError, match="holds 2 DICOM series"):
+        read_image(folder)
 
 
 @pytest.fixture(scope="module")
