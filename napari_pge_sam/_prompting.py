@@ -217,7 +217,8 @@ class PromptingMixin:
         self._view_changed()  # the viewer may have been re-oriented meanwhile
         self._render()
         state = "cancelled; kept" if change.cancelled else "done:"
-        self._info(f"propagation {state} {len(change.slices)} slices of object {change.label}")
+        notes = "".join(f"\n{note}" for note in change.notes)  # where and why each direction stopped
+        self._info(f"propagation {state} {len(change.slices)} slices of object {change.label}{notes}")
 
     def _propagate_failed(self, err) -> None:
         self._job_failed(err)  # the session rolled the failed propagation back: nothing to copy

@@ -172,6 +172,7 @@ def test_propagation_fills_neighbours_and_can_be_cancelled(make_napari_viewer, q
     wait_idle(qtbot, widget)
     timer.stop()
     assert "propagation done" in widget.message_text
+    assert "stopped at slice" in widget.message_text  # where and why the walk ended, from Change.notes
     assert (labels.data[8, 20:24, 20:24] == 5).all() and labels.data[8, 24, 26] == 1
     # ~11 slices x 0.2 s of decoding ran in the worker while the GUI thread kept processing events
     assert ticks[-1] - ticks[0] > 1.5 and max(np.diff(ticks)) < 1.0
