@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dicom_helpers import write_dicom_series
+
 from pge_sam.cli import main
 from pge_sam.errors import InputError
 from pge_sam.io import read_image, write_labels
@@ -85,28 +87,8 @@ def test_write_labels_refuses_mismatches(tmp_path):
 def test_dicom_series_folder_reads_as_a_volume(tmp_path):
     import SimpleITK as sitk
 
-    folder = tmp_path / "series"
-    folder.mkdir()
     array = np.random.default_rng(1).integers(0, 1000, (4, 10, 12)).astype(np.int16)
-    volume = sitk.GetImageFromArray(array)
-    volume.SetSpacing((0.7, 0.6, 2.0))
-    volume.SetOrigin((-5.0, 3.0, 12.0))
-    shared = {
-        "0008|0060": "CT", "0008|0008": "ORIGINAL\\PRIMARY\\AXIAL", "0010|0010": "Test^Phantom",
-        "0020|000d": "1.2.826.0.1.3680043.2.1125.1.1", "0020|000e": "1.2.826.0.1.3680043.2.1125.1.2",
-        "0020|0037": "1\\0\\0\\0\\1\\0", "0008|103e": "pge-sam test series",
-    }
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for z in range(array.shape[0]):
-        s = volume[:, :, z]
-        for tag, value in shared.items():
-            s.SetMetaData(tag, value)
-        s.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.1.3.{z + 1}")
-        s.SetMetaData("0020|0013", str(z + 1))
-        s.SetMetaData("0020|0032", "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, z))))
-        writer.SetFileName(str(folder / f"slice{3 - z:03d}.dcm"))  # file order reversed on purpose
-        writer.Execute(s)
+    folder = write_dicom_series(tmp_path / "series", array, file_name=lambda z: f"slice{3 - z:03d}.dcm")  # reversed
     loaded = read_image(folder)
     np.testing.assert_array_equal(loaded.array, array)
     np.testing.assert_allclose(loaded.spacing, (2.0, 0.6, 0.7), rtol=1e-5)
@@ -114,10 +96,10 @@ def test_dicom_series_folder_reads_as_a_volume(tmp_path):
     with pytest.raises(InputError, match="no DICOM series"):
         read_image(tmp_path)  # a folder without DICOM files
     second = sitk.ReadImage(str(folder / "slice000.dcm"))  # the same slice as another series, in the same folder
-    for key in second.GetMetaDataKeys():
-        second.SetMetaData(key, second.GetMetaData(key))
     second.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.9")
     second.SetMetaData("0008|0018", "1.2.826.0.1.3680043.2.1125.1.9.1")
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
     writer.SetFileName(str(folder / "other.dcm"))
     writer.Execute(second)
     with pytest.raises(InputError, match="holds 2 DICOM series"):

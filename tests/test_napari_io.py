@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from npe2 import PluginManifest
 
+from dicom_helpers import write_dicom_series
+
 from napari_pge_sam import _io
 from pge_sam.errors import InputError, OutputError
 
@@ -68,30 +70,9 @@ def assert_layer_on_image_grid(layer, image, atol: float = 1e-9) -> None:
         np.testing.assert_allclose(layer.data_to_world(index), physical[::-1], rtol=0, atol=atol)
 
 
-def dicom_series(folder: Path, array: np.ndarray, spacing=(0.7, 0.6, 2.0), origin=(-5.0, 3.0, 12.0)) -> Path:
-    """Write ``array`` (Z, Y, X) int16 as a CT DICOM series with SimpleITK (GDCM), one file per slice."""
-    import SimpleITK as sitk
-
-    folder.mkdir()
-    vol = sitk.GetImageFromArray(array)
-    vol.SetSpacing(spacing)
-    vol.SetOrigin(origin)
-    tags = {"0008|0060": "CT", "0008|0008": "ORIGINAL\\PRIMARY\\AXIAL", "0010|0010": "Test^Reader",
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.9.1", "0020|000e": "1.2.826.0.1.3680043.2.1125.9.2",
-            "0020|0037": "1\\0\\0\\0\\1\\0"}
-    writer = sitk.ImageFileWriter()
-    writer.SetImageIO("GDCMImageIO")
-    writer.KeepOriginalImageUIDOn()
-    for z in range(array.shape[0]):
-        s = vol[:, :, z]
-        for tag, value in tags.items():
-            s.SetMetaData(tag, value)
-        s.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.9.3.{z + 1}")
-        s.SetMetaData("0020|0013", str(z + 1))
-        s.SetMetaData("0020|0032", "\\".join(str(v) for v in vol.TransformIndexToPhysicalPoint((0, 0, z))))
-        writer.SetFileName(str(folder / f"IM{z:04d}"))  # no .dcm suffix: found by GDCM's series scan
-        writer.Execute(s)
-    return folder
+def dicom_series(folder: Path, array: np.ndarray) -> Path:
+    """``array`` (Z, Y, X) int16 as a CT DICOM series whose files have no .dcm suffix (GDCM's scan finds them)."""
+    return write_dicom_series(folder, array, uid="1.2.826.0.1.3680043.2.1125.9")
 
 
 # -- without a viewer -------------------------------------------------------------------------------------------
