@@ -235,8 +235,11 @@ class Session:
         """The smallest id >= ``next_label`` that neither the buffer (painted by the user meanwhile) nor a session
         object uses; else the smallest free id; :class:`InputError` when the dtype has none left."""
         top = np.iinfo(self.labels.dtype).max
-        used = np.union1d(np.unique(self._labels), np.fromiter(self.state.objects, np.int64))
         label = self.state.next_label
+        highest = max(int(self._labels.max()) if self._labels.size else 0, max(self.state.objects, default=0))
+        if highest < label <= top:  # the common case: above everything in use, no sort of the buffer needed
+            return label
+        used = np.union1d(np.unique(self._labels), np.fromiter(self.state.objects, np.int64))
         run = np.concatenate([[label - 1], used[used >= label]])  # the first gap in this run is free
         gaps = np.flatnonzero(np.diff(run) > 1)
         candidate = int(run[gaps[0] if gaps.size else -1]) + 1
