@@ -126,10 +126,11 @@ class Session:
     def n_slices(self) -> int:
         return self.shape[self.axis]
 
-    def slice_u8(self, index: int, axis: int | None = None) -> np.ndarray:
-        """Normalised (H, W) uint8 slice; NaN/inf in it is an :class:`InputError`."""
+    def slice_u8(self, index: int, axis: int | None = None, raw: np.ndarray | None = None) -> np.ndarray:
+        """Normalised (H, W) uint8 slice; NaN/inf in it is an :class:`InputError`. ``raw``: the slice's
+        values when the caller has read them already (a lazy volume is then not read twice)."""
         axis = self.axis if axis is None else axis
-        raw = np.asarray(self._volume[slice_index(axis, index)])
+        raw = np.asarray(self._volume[slice_index(axis, index)]) if raw is None else raw
         if not np.isfinite(raw).all():
             raise InputError(f"slice {index} along axis {axis} contains NaN or infinite values; "
                              "replace them (e.g. numpy.nan_to_num) before segmenting")
@@ -285,20 +286,22 @@ class Session:
             background = None  # the object itself holds background-valued voxels: keep them
 
         def predict(index, prev_mask, prev_logits):
-            feats = self.predictor.features(self.slice_u8(index, axis), axis, index, self.disk, aspect)
+            raw[index] = np.asarray(self._volume[slice_index(axis, index)])  # read once: encoder, trim, stop rule
+            feats = self.predictor.features(self.slice_u8(index, axis, raw[index]), axis, index, self.disk, aspect)
             use_logits = prev_logits if "mask" in config.prompt else None
             pred = self.predictor.decode(feats, prompts_from_mask(prev_mask, config), shape2d, mask_input=use_logits,
                                          aspect=aspect)
             scores[index] = pred.iou
             if background is None:
                 return pred.mask, pred.low_res
-            return pred.mask & (np.asarray(self._volume[slice_index(axis, index)]) != background), pred.low_res
+            return pred.mask & (raw[index] != background), pred.low_res
 
         def stop(index, mask):
+            values = raw.pop(index)
             if config.min_predicted_iou > 0 and scores.get(index, 1.0) < config.min_predicted_iou:
                 return f"the model's IoU estimate {scores[index]:.2f} is below {config.min_predicted_iou:.2f}"
             if looks is not None:
-                match = looks.match(np.asarray(self._volume[slice_index(axis, index)]), mask)
+                match = looks.match(values, mask)
                 if match < config.min_content_match:
                     return (f"only {match:.0%} of the mask has the object's intensities "
                             f"({looks.low:.4g}..{looks.high:.4g}); the object ends here")
