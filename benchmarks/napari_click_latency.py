@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         z = args.slice
         show_slice(viewer, widget.image_layer, (z, 116, 98))
         widget.controller.ensure_session()
-        widget.controller.encode_slice(z)
+        widget.controller.encode(z)
         QApplication.processEvents()
         brain = np.argwhere(data[z] > np.percentile(data[z], 75))
         rng = np.random.default_rng(0)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             t1 = time.perf_counter()
             QApplication.processEvents()
             t2 = time.perf_counter()
-            if widget.busy or widget.controller.session is None or not widget.controller.marks:
+            if widget.busy or widget.controller.session is None or not widget.controller.prompts():
                 raise RuntimeError(f"click {i} was not applied synchronously: {widget.message_text}")
             if i >= args.warmup:
                 decode.append(widget.last_decode)

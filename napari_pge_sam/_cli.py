@@ -74,9 +74,10 @@ def show_slice(viewer, image, point) -> None:
 
 
 def run(args) -> int:
-    import napari
-
+    from pge_sam._optional import require
     from pge_sam.errors import InputError
+
+    napari = require("napari", extra="napari", purpose="pge-sam napari")
 
     from . import _models as M
     from ._sample_data import mni_t1, phantom

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._controller import PromptMark
+from pge_sam.session_protocol import PromptMark
 
 POSITIVE = np.array([0.20, 1.00, 0.45, 1.0])  # green
 NEGATIVE = np.array([1.00, 0.22, 0.38, 1.0])  # red
@@ -99,8 +99,7 @@ class PromptLayers:
         viewer.layers.selection.active = self.points
         self.negative_click = False
         self.rendered_points = 0  # points shown by the last render (a click adds points after them)
-        self._shown_points: tuple = ()
-        self._shown_label: int | None = None
+        self._shown_points: tuple | None = None
         self._shown_boxes: tuple | None = ((), None)
         self._syncing = False
         self._bound: list[tuple[object, str]] = []
@@ -181,8 +180,9 @@ class PromptLayers:
         """Show ``marks`` (image data coordinates) in the Points and Shapes layers; colours by polarity/object.
 
         Setting a layer's data makes napari recompute the viewer's dimensions
-        (tens of milliseconds), so layers are rewritten only when their content
-        changed, and a point napari has just added for a click is kept in place.
+        (tens of milliseconds), so a layer is rewritten only when the voxels it
+        shows differ from the marks' (a point napari has just added for a click
+        stays where it was clicked).
         """
         points = [m for m in marks if m.kind == "point"]
         boxes = [m for m in marks if m.kind == "box"]
@@ -204,24 +204,40 @@ class PromptLayers:
     def _render_points(self, points: list[PromptMark], current_label: int) -> None:
         import pandas as pd
 
-        shown = self._shown_points
-        coords = (convert([m.coords[0] for m in points], self.image, self.points) if points
-                  else np.empty((0, self.ndim)))
-        n = len(self.points.data)
-        just_added = (n == len(points) and n == len(shown) + 1 and tuple(points[:-1]) == shown
-                      and np.allclose(self.points.data[-1], coords[-1]))
-        if tuple(points) == shown and n == len(points) and current_label == self._shown_label:
-            return
-        if not just_added and not (tuple(points) == shown and n == len(points)):
+        order = self._layer_order(points)
+        if order is None:
             self.points.selected_data = set()
-            self.points.data = coords
-        self._shown_points, self._shown_label = tuple(points), current_label
+            self.points.data = (convert([m.coords[0] for m in points], self.image, self.points) if points
+                                else np.empty((0, self.ndim)))
+            order = list(range(len(points)))
+        shown = (tuple(points[i] for i in order), current_label)
         self.rendered_points = len(points)
-        self.points.features = pd.DataFrame({"positive": [m.positive for m in points],
-                                             "object": [m.label for m in points]})
-        if points:
+        if shown == self._shown_points:
+            return
+        self._shown_points = shown
+        marks = shown[0]
+        self.points.features = pd.DataFrame({"positive": [m.positive for m in marks],
+                                             "object": [m.label for m in marks]})
+        if marks:
             self.points.face_color = np.array([_color(POSITIVE if m.positive else NEGATIVE, m.label == current_label)
-                                               for m in points])
+                                               for m in marks])
+
+    def _layer_order(self, points: list[PromptMark]) -> list[int] | None:
+        """For each point of the layer, the index of the mark on its voxel; ``None`` when they do not match."""
+        if len(self.points.data) != len(points):
+            return None
+        if not points:
+            return []
+        voxels = np.floor(convert(self.points.data, self.points, self.image) + 0.5).astype(int)
+        free: dict[tuple, list[int]] = {}
+        for i, m in enumerate(points):
+            free.setdefault(tuple(int(np.floor(v + 0.5)) for v in m.coords[0]), []).append(i)
+        order = []
+        for voxel in map(tuple, voxels.tolist()):
+            if not free.get(voxel):
+                return None
+            order.append(free[voxel].pop(0))
+        return order
 
     def _box_vertices(self, mark: PromptMark) -> np.ndarray:
         lo, hi = np.asarray(mark.coords[0], float), np.asarray(mark.coords[1], float)

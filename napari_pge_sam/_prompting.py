@@ -3,7 +3,8 @@
 A click on a slice that is already encoded is decoded synchronously on the GUI
 thread; a click on a slice that is not waits in a queue while a worker encodes
 that slice. Precompute and propagation run in workers that never touch a
-layer: the GUI thread copies their result into the Labels layer.
+layer: a propagation is planned in the worker and written into the Labels
+layer on the GUI thread.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import time
 from dataclasses import dataclass
 
 from pge_sam.errors import PgeSamError
-
-from ._controller import PromptMark
+from pge_sam.session_protocol import PromptMark
 
 
 @dataclass
@@ -76,25 +76,24 @@ class PromptingMixin:
             self._render()
             return self._error(str(err))
         self._queue.append(_Click(kind, coords, positive, index))
-        if self.controller.model is None:
+        if not self.controller.has_model:
             self.models.load()  # the prompt waits for the model
         self._drain()
 
     def _drain(self) -> None:
         """Apply the queued prompts in order; a prompt on a slice not yet encoded waits for an encode job."""
-        while self._queue and self.controller.model is not None and not self.jobs.busy("encode", "model"):
+        while self._queue and self.controller.has_model and not self.jobs.busy("encode", "model"):
             click = self._queue[0]
             try:
-                cached = self.controller.is_cached(click.index)
+                encoded = self.controller.is_encoded(click.index)
             except PgeSamError as err:
                 self._queue.clear()
                 self._render()
                 return self._error(str(err))
-            if not cached:
+            if not encoded:
                 self._info(f"encoding slice {click.index} ...")
-                generation = self._generation
-                self.jobs.start("encode", lambda i=click.index: self.controller.encode_slice(i),
-                                lambda _: self._drain(), lambda err: self._encode_failed(err, generation))
+                self.jobs.start("encode", lambda i=click.index: self.controller.encode(i), lambda _: self._drain(),
+                                self._job_failed, on_stale=self._drain)  # stale: carry on with the current queue
                 self._render()
                 return
             self._queue.pop(0)
@@ -122,7 +121,7 @@ class PromptingMixin:
             return
         waiting = [PromptMark(c.kind, self.controller.label, self.controller.axis, c.index,
                               (c.coords,) if c.kind == "point" else c.coords, c.positive) for c in self._queue]
-        self.layers.render(self.controller.marks + waiting, self.controller.label)
+        self.layers.render(self.controller.prompts() + waiting, self.controller.label)
         self.layers.labels.selected_label = self.controller.label
         self._update_status()
 
@@ -183,14 +182,14 @@ class PromptingMixin:
         """Encode every slice along the slicing axis in a worker (progress bar, cancellable)."""
         if self._guard() or self.jobs.busy("precompute"):
             return
-        if self.controller.model is None:
+        if not self.controller.has_model:
             return self._error("load a model first ('Load model')")
         try:
             self.controller.ensure_session()
         except PgeSamError as err:
             return self._error(str(err))
-        self.jobs.start("precompute", self.controller.precompute, self._fresh(self._precomputed),
-                        self._fresh(self._job_failed), with_progress=True, description="pge-sam: encoding slices")
+        self.jobs.start("precompute", self.controller.precompute, self._precomputed, self._job_failed,
+                        with_progress=True, description="pge-sam: encoding slices")
         self._info("encoding every slice in the background ...")
 
     def _precomputed(self, n: int) -> None:
@@ -203,39 +202,22 @@ class PromptingMixin:
             return
         if self._queue or self.jobs.busy("encode", "model"):
             return self._error("wait until the pending clicks are applied, then propagate")
-        try:
-            self.controller.begin_propagation()
-        except PgeSamError as err:
-            return self._error(str(err))
-        self.jobs.start("propagate", self.controller.propagate, self._fresh(self._propagated),
-                        self._fresh(self._propagate_failed), with_progress=True, description="pge-sam: propagating")
+        self.jobs.start("propagate", self.controller.plan_propagation, self._propagated, self._job_failed,
+                        with_progress=True, description="pge-sam: propagating")
         self._info("propagating ...")
 
-    def _propagated(self, change) -> None:
-        self.controller.push_propagation()  # labels painted meanwhile are kept
+    def _propagated(self, plan) -> None:
+        """The worker planned the propagation; write it (labels painted meanwhile are kept) and redraw."""
+        try:
+            change = self.controller.apply(plan)
+        except PgeSamError as err:
+            return self._job_failed(err)
         self.layers.labels.refresh()
         self._view_changed()  # the viewer may have been re-oriented meanwhile
         self._render()
         state = "cancelled; kept" if change.cancelled else "done:"
         notes = "".join(f"\n{note}" for note in change.notes)  # where and why each direction stopped
         self._info(f"propagation {state} {len(change.slices)} slices of object {change.label}{notes}")
-
-    def _propagate_failed(self, err) -> None:
-        self._job_failed(err)  # the session rolled the failed propagation back: nothing to copy
-
-    def _encode_failed(self, err: Exception, generation: int) -> None:
-        if generation == self._generation:
-            return self._job_failed(err)
-        self._drain()  # a job of an earlier image or model failed: carry on with the current queue
-
-    def _fresh(self, callback):
-        """``callback``, ignored if the image, model or normalisation changed since the job started."""
-        generation = self._generation
-
-        def run(value):
-            if generation == self._generation:
-                callback(value)
-        return run
 
     def cancel(self) -> None:
         """Ask the running precompute / propagation to stop (what is done is kept)."""

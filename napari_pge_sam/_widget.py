@@ -1,5 +1,9 @@
 """The dock widget: turns layer edits and button presses into controller verbs, and changes into redraws.
 
+It keeps no interactive state of its own beyond the clicks waiting for an
+encode: prompts, objects and undo are the session's, and every redraw reads
+them back (``controller.prompts()``, the returned ``Change``).
+
 Threading: clicks on an already-encoded slice are decoded synchronously (a
 few milliseconds); encoding a slice, loading a model, precomputing and
 propagating run in ``napari.qt.threading`` workers that never touch a layer.
@@ -13,7 +17,6 @@ import napari.viewer
 from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QWidget
 
-from pge_sam.device import cpu_warning
 from pge_sam.errors import Cancelled, InputError, PgeSamError
 
 from ._controller import Controller, image_array
@@ -30,17 +33,19 @@ class PgeSamWidget(PromptingMixin, QWidget):
     """Interactive segmentation of the chosen image layer with a (PGE-)SAM model.
 
     ``model``: an already built model or ``Predictor`` to use instead of
-    loading one from the picker (tests, scripts); ``prefetch``: neighbouring
+    loading one from the picker (tests, scripts); ``sessions``: a session
+    factory to use instead of a model (tests); ``prefetch``: neighbouring
     slices encoded in the background when the slice changes.
     """
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer, model=None, *, prefetch: int = 2) -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer, model=None, *, prefetch: int = 2, sessions=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.controller = Controller(model, prefetch=prefetch)
+        self.controller = Controller(model, sessions=sessions, prefetch=prefetch)
         self.jobs = Jobs(on_progress=self._on_progress)
         self.ui = Panel(self)
-        self.models = ModelPanel(self, self.ui, injected=model is not None)
+        self.models = ModelPanel(self.ui, self.jobs, self.controller, self._report, self.set_model, self._job_failed,
+                                 given=model if model is not None else sessions)
         self.layers: PromptLayers | None = None
         self.image_layer = None
         self.positive = True
@@ -52,7 +57,6 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self._index = 0
         self._parented = False
         self._connections: list[tuple[object, object]] = []
-        self._generation = 0  # bumped when the image, model or normalisation changes
         self._detaching = False
         self._wire()
         self._refresh_image_choices()
@@ -121,14 +125,13 @@ class PgeSamWidget(PromptingMixin, QWidget):
         """Forget the current image: stop its jobs, take our prompt layers away (labels stay), drop the session."""
         self._detaching = True
         try:
-            self._generation += 1  # results of jobs started before are ignored
+            self.jobs.invalidate()  # results of jobs started before are ignored
             self.jobs.cancel("propagate", "precompute", "encode")
             self._queue.clear()
             if self.layers is not None:
                 self.layers.remove_prompt_layers()
                 self.layers = None
-            self.controller.close()
-            self.controller.image = None
+            self.controller.detach()
             self.image_layer = None
             self._update_status()
         finally:
@@ -244,8 +247,14 @@ class PgeSamWidget(PromptingMixin, QWidget):
         return bool(self._queue) or self.jobs.busy()
 
     def set_model(self, model) -> None:
-        """Segment with ``model`` (a built model or a ``Predictor``) from now on."""
-        self.models.use(model)
+        """Segment with ``model`` (a built model or a ``Predictor``) from now on; waiting clicks are then applied."""
+        self.jobs.invalidate()  # results of jobs started with the previous model are ignored
+        self.controller.set_model(model)
+        device = getattr(model, "device", "cpu")
+        self.models.device_note(device)
+        self._info(f"model {getattr(model, 'name', type(model).__name__)} ready on {device}")
+        self._render()
+        self._drain()
 
     @property
     def status_text(self) -> str:
@@ -281,16 +290,15 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self._info(f"labels saved to {written[0]}")
         return written[0]
 
-    def _info(self, text: str) -> None:
-        self.ui.message.setStyleSheet("")
+    def _report(self, text: str, error: bool = False) -> None:
+        self.ui.message.setStyleSheet("color: #ff6060;" if error else "")
         self.ui.message.setText(text)
+
+    def _info(self, text: str) -> None:
+        self._report(text)
 
     def _error(self, text: str) -> None:
-        self.ui.message.setStyleSheet("color: #ff6060;")
-        self.ui.message.setText(text)
-
-    def _device_note(self, device) -> None:
-        self.ui.device_note.setText(cpu_warning(device) or "")
+        self._report(text, error=True)
 
     def _normalization_mode_changed(self, mode: str) -> None:
         defaults = (0.5, 99.5) if mode == "percentile" else (40.0, 400.0)
@@ -312,7 +320,7 @@ class PgeSamWidget(PromptingMixin, QWidget):
         if self._guard():
             return
         self._queue.clear()
-        self._generation += 1
+        self.jobs.invalidate()
         self.controller.set_normalization(norm)
         self._render()
         self._info(f"normalisation {norm.key()}: prompts cleared, labels kept")
@@ -341,5 +349,4 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self._connections = []
         if self.layers is not None:
             self.layers.disconnect()
-        self.controller.close()
-        self.models.release()
+        self.controller.release()

@@ -65,25 +65,48 @@ class Job:
 
 
 class Jobs:
-    """The widget's running jobs; ``on_progress(kind, done, total)`` sees progress of jobs that report it."""
+    """The widget's running jobs; ``on_progress(kind, done, total)`` sees progress of jobs that report it.
+
+    :meth:`invalidate` (the image, model or normalisation changed) makes the
+    results of every job started before it stale: they are dropped, unless the
+    job was started with ``keep=True`` (loading a model, a download).
+    """
 
     def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
         self.active: list[Job] = []
         self.on_progress = on_progress
         self.closed = False
+        self.generation = 0
+
+    def invalidate(self) -> None:
+        """Drop the results of the jobs started so far (their ``on_stale`` runs instead, if given)."""
+        self.generation += 1
 
     def busy(self, *kinds: str) -> bool:
         return any(job.kind in kinds for job in self.active) if kinds else bool(self.active)
 
     def start(self, kind: str, fn: Callable, on_done: Callable, on_error: Callable, *,
-              with_progress: bool = False, description: str = "") -> Job:
+              with_progress: bool = False, description: str = "", keep: bool = False,
+              on_stale: Callable[[], None] | None = None) -> Job:
         """Run ``fn()`` (or ``fn(progress)`` when ``with_progress``) in a worker thread.
 
         ``on_done(result)`` / ``on_error(exception)`` run on the GUI thread; a
-        cancelled job still calls ``on_done`` with what ``fn`` returned.
+        cancelled job still calls ``on_done`` with what ``fn`` returned. A job
+        made stale by :meth:`invalidate` calls ``on_stale()`` instead (unless ``keep``).
         """
         if self.closed:
             raise RuntimeError("the widget was closed; no new jobs")
+        generation = self.generation
+
+        def fresh(callback: Callable) -> Callable:
+            def run(value) -> None:
+                if keep or generation == self.generation:
+                    callback(value)
+                elif on_stale is not None:
+                    on_stale()
+            return run
+
+        on_done, on_error = fresh(on_done), fresh(on_error)
         progress = QtProgress() if with_progress else None
         bar = cancelable_progress(total=0, desc=description) if with_progress else None
         job = Job(kind, progress, bar)

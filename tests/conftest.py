@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from fakes import ellipsoid
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,6 +47,14 @@ def pge_sam_tiny():
     return seeded_model("pge_sam_tiny")
 
 
+@pytest.fixture(scope="module")
+def pred(sam_tiny):
+    """One ``Predictor`` (and embedding cache) over the shared ``sam_tiny`` per test module."""
+    from pge_sam.predictor import Predictor
+
+    return Predictor(sam_tiny)
+
+
 @pytest.fixture
 def fresh_model(sam_tiny, pge_sam_tiny):
     """``fresh_model(name)``: a deep copy of a shared tiny model that a test may modify."""
@@ -62,10 +71,8 @@ def fresh_model(sam_tiny, pge_sam_tiny):
 def make_volume(shape=(6, 40, 56), seed: int = 0) -> np.ndarray:
     """A (Z, Y, X) float32 volume: a bright ellipsoid (value ~200) on a noisy background (~50)."""
     rng = np.random.default_rng(seed)
-    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]].astype(np.float32)
-    cz, cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2, (shape[2] - 1) / 2
-    r2 = ((z - cz) / (0.6 * shape[0])) ** 2 + ((y - cy) / (0.3 * shape[1])) ** 2 + ((x - cx) / (0.3 * shape[2])) ** 2
-    inside = r2 < 1
+    centre = [(n - 1) / 2 for n in shape]
+    inside = ellipsoid(shape, centre, (0.6 * shape[0], 0.3 * shape[1], 0.3 * shape[2]))
     return (50.0 + 150.0 * inside + rng.normal(0.0, 10.0, shape)).astype(np.float32)
 
 

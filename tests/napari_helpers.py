@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from napari_pge_sam._testing import ellipsoid_volume, segmenting_model
+from fakes import ellipsoid_volume, segmenting_model
+
 from napari_pge_sam._widget import PgeSamWidget
 
 CENTRE = (6, 24, 26)  # a data index inside ellipsoid_volume()'s ellipsoid

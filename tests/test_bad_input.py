@@ -7,14 +7,8 @@ import pytest
 
 from pge_sam.errors import InputError, PromptError
 from pge_sam.normalize import Normalization
-from pge_sam.predictor import Predictor
 from pge_sam.propagate import PropagationConfig
 from pge_sam.session import Session
-
-
-@pytest.fixture(scope="module")
-def pred(sam_tiny):
-    return Predictor(sam_tiny)
 
 
 def prefilled(shape) -> np.ndarray:

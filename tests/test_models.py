@@ -31,7 +31,7 @@ def test_encode_shapes_and_frozen_base(pge_sam_tiny, sam_tiny):
         plain = sam_tiny.encode(images)
     assert out["embedding"].shape == (2, spec.prompt_dim, spec.embed_size, spec.embed_size) == plain["embedding"].shape
     assert out["early_proj"].shape == (2, 32, spec.embed_size, spec.embed_size)
-    assert set(plain) == {"embedding"}
+    assert set(plain) == {"embedding", "detail_s4", "detail_s2", "detail_s1"}  # the tiny backbone's detail path
     assert torch.equal(out["embedding"], plain["embedding"])  # same seed -> same SAM weights
     assert not any(p.requires_grad for p in pge_sam_tiny.sam.parameters())
     assert all(p.requires_grad for p in pge_sam_tiny.pge.parameters())
@@ -59,7 +59,7 @@ def test_trained_pge_changes_the_decoder_output_and_keeps_sam(fresh_model):
     with torch.no_grad():
         low_before, iou_before, enhanced_before = model.decode_with_embedding(feats, prompts, False)
     assert torch.equal(enhanced_before, feats["embedding"])
-    L = model.spec.lowres_size
+    L = model.spec.mask_size
     target = torch.zeros(1, 1, L, L)
     target[..., : L // 2, :] = 1.0  # push the mask to the upper half of the grid
 
@@ -111,7 +111,7 @@ def test_decode_batches_several_prompt_sets_per_image(sam_tiny):
     with torch.no_grad():
         both, iou = sam_tiny.decode(feats, PromptBatch(coords=coords, labels=labels), False)
         one, _ = sam_tiny.decode(feats, PromptBatch(coords=coords[1:], labels=labels[1:]), False)
-    assert both.shape == (2, 1, 128, 128) and iou.shape == (2, 1)
+    assert both.shape == (2, 1, 256, 256) and iou.shape == (2, 1)  # the detail path's full-resolution masks
     torch.testing.assert_close(both[1:], one, atol=1e-5, rtol=0)
 
 

@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
+from fakes import ellipsoid_volume, segmenting_model
 from napari_helpers import CENTRE, add_click, clicked_widget, wait_idle
 
-from napari_pge_sam._testing import ellipsoid_volume, segmenting_model
 from napari_pge_sam._widget import PgeSamWidget
 
 pytestmark = pytest.mark.gui
@@ -52,7 +52,7 @@ def test_points_off_the_image_are_refused_and_removed(make_napari_viewer, qtbot)
     before = widget.layers.labels.data.copy()
     add_click(widget, (6, 24, 80))  # x beyond 55
     assert "outside" in widget.message_text
-    assert len(widget.layers.points.data) == 1 and len(widget.controller.marks) == 1
+    assert len(widget.layers.points.data) == 1 and len(widget.controller.prompts()) == 1
     np.testing.assert_array_equal(widget.layers.labels.data, before)
 
 

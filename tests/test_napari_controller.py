@@ -1,12 +1,12 @@
-"""The plugin's Qt-free parts: controller verbs, label buffers, coordinate conversion (no viewer, no display).
+"""The plugin's Qt-free parts: controller verbs, the label buffer, coordinate conversion (no viewer, no display).
 
 Geometric assertions (mask around the click, negative click shrinks it, a box
 segments its object, propagation fills neighbours) run the shipped default
-tiny model (``segmenting_model()`` of ``napari_pge_sam._testing``). Two
-bookkeeping tests whose assertions need an exact rule (a small box inside an
-object, a click on the background around it) use the deterministic
-``RegionGrowPredictor`` (``exact_ctrl``). Layer coordinate helpers are tested
-on napari layer objects without a viewer.
+tiny model (``segmenting_model()`` of ``tests/fakes.py``). Bookkeeping tests
+whose assertions need an exact rule (a small box inside an object, a click on
+the background around it) use the deterministic ``FakeSession``
+(``exact_ctrl``). Layer coordinate helpers are tested on napari layer objects
+without a viewer.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fakes import FakeSession, ellipsoid_volume, segmenting_model, tiny_model
+
 from napari_pge_sam._controller import Controller, NotReadyError, image_array
-from napari_pge_sam._testing import RegionGrowPredictor, ellipsoid_volume, segmenting_model, tiny_model
 from pge_sam.errors import InputError, PromptError
 from pge_sam.progress import RecordingProgress
 
@@ -32,9 +33,9 @@ def ctrl():
 
 @pytest.fixture
 def exact_ctrl():
-    """The same controller with the deterministic :class:`RegionGrowPredictor`, for bookkeeping whose
+    """The same controller with the deterministic :class:`FakeSession`, for bookkeeping whose
     assertions need an exact rule (a box inside an object, a click on the surrounding background)."""
-    c = Controller(RegionGrowPredictor(), prefetch=0)
+    c = Controller(sessions=FakeSession.factory(), prefetch=0)
     c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
     return c
 
@@ -55,20 +56,20 @@ def test_negative_click_shrinks_and_undo_restores_mask_and_marks(ctrl):
     before = ctrl.display.copy()
     ctrl.add_point((6.0, 24.0, 34.0), positive=False)
     assert 0 < (ctrl.display == 1).sum() < (before == 1).sum()
-    assert [m.positive for m in ctrl.marks] == [True, False]
+    assert [m.positive for m in ctrl.prompts()] == [True, False]
     change = ctrl.undo()
     assert change is not None and change.label == 1
     np.testing.assert_array_equal(ctrl.display, before)
-    assert [m.positive for m in ctrl.marks] == [True]
+    assert [m.positive for m in ctrl.prompts()] == [True]
     ctrl.undo()
-    assert not ctrl.display.any() and ctrl.marks == []
+    assert not ctrl.display.any() and ctrl.prompts() == []
     assert ctrl.undo() is None
 
 
 def test_box_prompt_segments_the_boxed_object(ctrl):
     change = ctrl.add_box((6.0, 8.0, 12.0), (6.0, 40.0, 80.0))  # around the ellipse; x beyond the image: clipped to 55
     assert change.voxels > 100 and ctrl.display[6, 24, 26] == 1
-    assert ctrl.marks[-1].coords[1][2] == 55.0
+    assert ctrl.prompts()[-1].coords[1][2] == 55.0
     assert (ellipsoid_volume()[6][ctrl.display[6] == 1] > 0.5).mean() > 0.9
 
 
@@ -76,9 +77,9 @@ def test_box_prompt_is_clipped_and_replaces_the_previous_box(exact_ctrl):
     ctrl = exact_ctrl
     change = ctrl.add_box((6.0, 14.0, 16.0), (6.0, 34.0, 80.0))  # x beyond the image: clipped to 55
     assert change.voxels > 0 and ctrl.display[6, 24, 26] == 1
-    assert ctrl.marks[-1].coords[1][2] == 55.0
+    assert ctrl.prompts()[-1].coords[1][2] == 55.0
     ctrl.add_box((6.0, 20.0, 20.0), (6.0, 28.0, 32.0))
-    assert [m.kind for m in ctrl.marks] == ["box"]  # one box per slice and object
+    assert [m.kind for m in ctrl.prompts()] == ["box"]  # one box per slice and object
     inside = np.zeros((48, 56), bool)
     inside[20:29, 20:33] = True
     assert inside[ctrl.display[6] == 1].mean() > 0.95  # the mask keeps to the new box
@@ -115,13 +116,13 @@ def test_user_painting_between_clicks_is_kept(ctrl):
     ctrl.display[6, 22:27, 28:33] = 7  # painted in napari over object 1, where the next click changes it
     ctrl.add_point((6.0, 24.0, 34.0), positive=False)
     assert (ctrl.display[6, 22:27, 28:33] == 7).all()
-    assert (ctrl.buffer == ctrl.display).all()
+    assert ctrl.session.labels is ctrl.display  # one label buffer: the layer's data
 
 
 def test_accept_commits_the_object(ctrl):
     ctrl.add_point(CENTRE)
     assert ctrl.accept() == 2
-    assert ctrl.marks == [] and not ctrl.can_undo
+    assert ctrl.prompts() == [] and not ctrl.can_undo
     assert ctrl.undo() is None and ctrl.display[6, 24, 26] == 1
 
 
@@ -129,24 +130,22 @@ def test_clear_removes_object_and_undo_brings_it_back(ctrl):
     ctrl.add_point(CENTRE)
     before = ctrl.display.copy()
     ctrl.clear()
-    assert not ctrl.display.any() and ctrl.marks == []
+    assert not ctrl.display.any() and ctrl.prompts() == []
     ctrl.undo()
     np.testing.assert_array_equal(ctrl.display, before)
-    assert len(ctrl.marks) == 1
+    assert len(ctrl.prompts()) == 1
 
 
-def test_propagation_fills_neighbours_in_the_buffer_until_pushed(ctrl):
+def test_propagation_is_planned_without_writing_then_applied(ctrl):
     ctrl.add_point(CENTRE)
-    ctrl.begin_propagation()
-    change = ctrl.propagate(RecordingProgress())
-    assert {5, 7, 3, 9} <= set(change.slices)
-    assert not ctrl.display[5].any()  # workers write the session buffer only
+    plan = ctrl.plan_propagation(RecordingProgress())
+    assert not ctrl.display[5].any()  # a worker plans: it writes nothing
     ctrl.display[7, 22:26, 24:28] = 5  # painted in napari while the worker ran
-    assert ctrl.push_propagation() > 0
+    change = ctrl.apply(plan)
+    assert {5, 7, 3, 9} <= set(change.slices)
     for z in (3, 5, 9):
         assert ctrl.display[z, 24, 26] == 1
     assert (ctrl.display[7, 22:26, 24:28] == 5).all() and ctrl.display[7, 24, 30] == 1
-    assert ctrl.push_propagation() == 0  # pushed once
     ctrl.undo()
     assert set(np.flatnonzero(ctrl.display.any(axis=(1, 2)))) == {6, 7}
     assert (ctrl.display[7] == 5).sum() == 16 and not (ctrl.display == 1)[7].any()
@@ -154,19 +153,21 @@ def test_propagation_fills_neighbours_in_the_buffer_until_pushed(ctrl):
 
 def test_cancelled_propagation_keeps_what_was_done(ctrl):
     ctrl.add_point(CENTRE)
-    ctrl.begin_propagation()
-    change = ctrl.propagate(RecordingProgress(cancel_after=2))
+    change = ctrl.apply(ctrl.plan_propagation(RecordingProgress(cancel_after=2)))
     assert change.cancelled and len(change.slices) == 2
 
 
-def test_propagation_needs_a_prompt_and_a_volume(ctrl):
+def test_propagation_needs_a_prompt_and_a_volume(exact_ctrl):
+    with pytest.raises(InputError, match="click on a slice first"):
+        exact_ctrl.plan_propagation()
+    exact_ctrl.ensure_session()
     with pytest.raises(InputError, match="no prompt"):
-        ctrl.begin_propagation()
-    flat = Controller(segmenting_model(), prefetch=0)
+        exact_ctrl.plan_propagation()
+    flat = Controller(sessions=FakeSession.factory(), prefetch=0)
     flat.set_image(ellipsoid_volume()[6], np.zeros((48, 56), np.uint16))
     flat.add_point((24.0, 26.0))
     with pytest.raises(InputError, match="3D"):
-        flat.begin_propagation()
+        flat.plan_propagation()
 
 
 def test_slicing_axis_changes_where_a_click_lands(ctrl):
@@ -182,7 +183,7 @@ def test_off_image_point_is_refused_without_touching_labels(ctrl):
     with pytest.raises(PromptError, match="outside"):
         ctrl.add_point((6.0, 60.0, 10.0))
     np.testing.assert_array_equal(ctrl.display, before)
-    assert len(ctrl.marks) == 1
+    assert len(ctrl.prompts()) == 1
 
 
 def test_not_ready_errors_say_what_is_missing():
@@ -243,12 +244,12 @@ def test_real_tiny_model_runs_the_verbs():
     c = Controller(tiny_model(), prefetch=0)
     display = np.zeros((6, 40, 56), np.uint16)
     c.set_image(ellipsoid_volume((6, 40, 56)), display, spacing=(2.0, 1.0, 1.5))
-    assert not c.is_cached(3)
-    c.encode_slice(3)
-    assert c.is_cached(3)
+    assert not c.is_encoded(3)
+    c.encode(3)
+    assert c.is_encoded(3)
     change = c.add_point((3.0, 20.0, 26.0))
-    assert change.slices == (3,) and len(c.marks) == 1
-    np.testing.assert_array_equal(display == 1, c.buffer == 1)
+    assert change.slices == (3,) and len(c.prompts()) == 1
+    assert c.session.labels is display
     progress = RecordingProgress()
     assert c.precompute(progress) == 5  # slice 3 was cached
     assert progress.total == 6 and progress.done == 6
@@ -281,11 +282,9 @@ def test_large_lazy_volumes_are_read_slice_by_slice():
     c = Controller(segmenting_model(), prefetch=0)
     c.set_image(image_array(lazy), np.zeros(lazy.shape, np.uint16))
     c.add_point((20.0, 128.0, 128.0))
-    c.begin_propagation()
-    c.propagate()
-    c.push_propagation()
+    c.apply(c.plan_propagation())
     c.precompute()
-    assert all(c.is_cached(z) for z in range(40))
+    assert all(c.is_encoded(z) for z in range(40))
     assert c.display[10, 128, 128] == 1 and c.display[30, 128, 128] == 1
     assert 256 * 256 <= lazy.largest <= 400_000
 
@@ -361,3 +360,14 @@ def test_a_volume_shaped_like_rgb_that_set_image_took_can_be_clicked(exact_ctrl)
     c.set_axis(2)
     change = c.add_point((6.0, 20.0, 1.0))
     assert change.voxels > 0 and c.display[6, 20, 1] == c.label
+
+
+def test_a_volume_shaped_like_rgb_is_segmented_by_the_real_session(sam_tiny):
+    """The same (Z, Y, 3) volume through a real Session (any tiny model): the first click must not be refused."""
+    c = Controller(sam_tiny, prefetch=0)
+    volume = np.zeros((12, 48, 3), np.float32)
+    volume[:, 10:30, :] = 1.0
+    c.set_image(volume, np.zeros(volume.shape, np.uint16))
+    c.set_axis(0)
+    change = c.add_point((6.0, 20.0, 1.0))
+    assert change.slices == (6,) and c.session.labels is c.display and len(c.prompts()) == 1

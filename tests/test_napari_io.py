@@ -292,7 +292,8 @@ def test_widget_segments_an_opened_nifti_and_saves_labels_on_its_grid(make_napar
     """The user's path: open a scan through the plugin, click in the widget, Save labels, read it back."""
     import SimpleITK as sitk
 
-    from napari_pge_sam._testing import RegionGrowPredictor
+    from fakes import FakeSession
+
     from napari_pge_sam._widget import PgeSamWidget
 
     data = np.zeros((8, 40, 48), np.float32)
@@ -300,7 +301,7 @@ def test_widget_segments_an_opened_nifti_and_saves_labels_on_its_grid(make_napar
     scan = write_image(tmp_path / "scan.nii.gz", data)
     viewer = make_napari_viewer()
     viewer.open(str(scan), plugin="pge-sam")
-    widget = PgeSamWidget(viewer, model=RegionGrowPredictor(), prefetch=0)
+    widget = PgeSamWidget(viewer, sessions=FakeSession.factory(), prefetch=0)
     widget.controller.add_point((4.0, 20.0, 24.0))
     widget.layers.labels.refresh()
     assert widget.layers.labels.metadata.get("pge_sam_source") == str(scan)

@@ -3,8 +3,8 @@
 Clicks go through napari's own mouse bindings (press/release on the Points
 layer in add mode, world coordinates in), boxes through the Shapes layer.
 Geometric assertions use ``segmenting_model()``: the shipped default tiny
-model (see ``napari_pge_sam._testing``). The cancel test slows a deterministic
-stand-in down so that a cancel reliably arrives mid-propagation.
+model (see ``tests/fakes.py``). The cancel test slows the deterministic
+``FakeSession`` down so that a cancel reliably arrives mid-propagation.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from napari.utils.key_bindings import coerce_keybinding
 from napari_helpers import wait_idle
 from qtpy.QtCore import QTimer
 
+from fakes import FakeSession, ellipsoid_volume, segmenting_model, tiny_model
 from napari_pge_sam._controller import Controller
 from napari_pge_sam._sample_data import mni_t1
-from napari_pge_sam._testing import RegionGrowPredictor, ellipsoid_volume, segmenting_model, tiny_model
 from napari_pge_sam._widget import PgeSamWidget
 
 pytestmark = pytest.mark.gui
@@ -141,21 +141,16 @@ def test_box_from_the_shapes_layer(make_napari_viewer, qtbot):
     inside = np.zeros(mask.shape, bool)
     inside[14:35, 16:37] = True
     assert inside[mask].mean() > 0.95  # the mask keeps to the box
-    assert len(shapes.data) == 1 and [m.kind for m in widget.controller.marks] == ["box"]
+    assert len(shapes.data) == 1 and [m.kind for m in widget.controller.prompts()] == ["box"]
 
 
-class _SlowPredictor(RegionGrowPredictor):
-    """The stand-in, with 0.2 s per decode so a cancel arrives while propagation runs."""
-
-    def decode(self, *args, **kwargs):
-        time.sleep(0.2)
-        return super().decode(*args, **kwargs)
+SLOW = FakeSession.factory(delay=0.2)  # 0.2 s per propagated slice, so a cancel arrives while propagation runs
 
 
 def test_propagation_fills_neighbours_and_can_be_cancelled(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(ellipsoid_volume(), scale=(2.0, 0.5, 0.75))
-    widget = PgeSamWidget(viewer, model=_SlowPredictor(), prefetch=0)
+    widget = PgeSamWidget(viewer, sessions=SLOW, prefetch=0)
     labels = widget.layers.labels
     click_index(widget, (6, 24, 26))
     wait_idle(qtbot, widget)
@@ -207,7 +202,7 @@ def test_precompute_reports_progress_then_clicks_are_synchronous(make_napari_vie
     assert "6 slices encoded" in widget.message_text
     click_index(widget, (3, 20, 26))
     assert not widget.busy  # decoded on the GUI thread, no encode job
-    assert len(widget.controller.marks) == 1 and widget.last_latency is not None
+    assert len(widget.controller.prompts()) == 1 and widget.last_latency is not None
 
 
 def test_changing_slice_prefetches_the_neighbours(make_napari_viewer, qtbot):
@@ -216,10 +211,10 @@ def test_changing_slice_prefetches_the_neighbours(make_napari_viewer, qtbot):
     widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=2)
     click_index(widget, (6, 24, 26))
     wait_idle(qtbot, widget)
-    assert not widget.controller.is_cached(9) and not widget.controller.is_cached(2)
+    assert not widget.controller.is_encoded(9) and not widget.controller.is_encoded(2)
     viewer.dims.set_point(0, 9)  # the user moves to slice 9: 8, 10, 7 and 11 are encoded in the background
-    qtbot.waitUntil(lambda: all(widget.controller.is_cached(i) for i in (7, 8, 9, 10, 11)), timeout=10_000)
-    assert not widget.controller.is_cached(2) and not widget.jobs.active
+    qtbot.waitUntil(lambda: all(widget.controller.is_encoded(i) for i in (7, 8, 9, 10, 11)), timeout=10_000)
+    assert not widget.controller.is_encoded(2) and not widget.jobs.active
 
 
 def test_switching_the_image_layer_resets_the_session(make_napari_viewer, mni, qtbot):
@@ -234,7 +229,7 @@ def test_switching_the_image_layer_resets_the_session(make_napari_viewer, mni, q
     widget.ui.image.setCurrentText("b")
     widget.ui.image.activated.emit(widget.ui.image.currentIndex())
     assert widget.image_layer is b and widget.controller.image.shape == (20, 233, 197)
-    assert widget.controller.marks == [] and widget.controller.session is None
+    assert widget.controller.prompts() == [] and widget.controller.session is None
     assert widget.layers.labels is not labels_a and (labels_a.data == 1).any()  # a's labels stay
     np.testing.assert_allclose(widget.layers.points.scale, (1.0, 0.5, 0.5))
     assert [layer.name for layer in viewer.layers].count("pge-sam points") == 1
@@ -258,7 +253,7 @@ def test_closing_the_widget_releases_keys_workers_and_events(make_napari_viewer,
     viewer = make_napari_viewer()
     viewer.add_image(ellipsoid_volume())
     before = {name: len(getattr(viewer.dims.events, name).callbacks) for name in ("order", "current_step")}
-    widget = PgeSamWidget(viewer, model=_SlowPredictor(), prefetch=0)
+    widget = PgeSamWidget(viewer, sessions=SLOW, prefetch=0)
     dock = viewer.window.add_dock_widget(widget)
     points, shapes = widget.layers.points, widget.layers.shapes
     assert coerce_keybinding("Control-Z") in points.keymap
@@ -321,7 +316,7 @@ def test_normalisation_change_restarts_the_session_and_keeps_labels(scaled_mni, 
     labels = widget.layers.labels.data.copy()
     widget.ui.norm_mode.setCurrentText("window")
     assert widget.controller.normalization.key() == "window:-160,240"  # level 40, width 400
-    assert widget.controller.marks == [] and len(widget.layers.points.data) == 0
+    assert widget.controller.prompts() == [] and len(widget.layers.points.data) == 0
     np.testing.assert_array_equal(widget.layers.labels.data, labels)
     assert "prompts cleared, labels kept" in widget.message_text
     widget.ui.norm_high.setValue(-5.0)  # a negative window width

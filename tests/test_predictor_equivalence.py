@@ -7,10 +7,13 @@ the slice the session encodes is the raw slice.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
+from pge_sam.models.registry import drop_detail
 from pge_sam.normalize import Normalization
 from pge_sam.predictor import Predictor
 from pge_sam.prompts import Box, InputTransform, SlicePrompts, to_batch
@@ -55,8 +58,13 @@ def assert_same(session: Session, index: int, prediction_logits, ref_out, label:
 
 @pytest.mark.parametrize("name", ["sam_tiny", "pge_sam_tiny"])
 def test_session_matches_sam_predictor(name, request, u8_volume):
-    """Points, a second point with the previous low-res logits fed back, a box, box + point; untrained PGE == SAM."""
-    model = request.getfixturevalue(name)
+    """Points, a second point with the previous low-res logits fed back, a box, box + point; untrained PGE == SAM.
+
+    segment-anything's predictor knows nothing of the tiny backbone's detail path, so the
+    comparison is with that path removed (``test_detail.py`` checks the path itself).
+    """
+    model = copy.deepcopy(request.getfixturevalue(name))
+    drop_detail(model)
     labels = np.zeros(u8_volume.shape, np.uint16)
     session = Session(Predictor(model), u8_volume, labels, normalization=IDENTITY, prefetch=0)
     label = session.label
@@ -97,7 +105,7 @@ def test_untrained_pge_embedding_is_exactly_sam(pge_sam_tiny, u8_volume):
 
     pred = Predictor(pge_sam_tiny)
     feats = {k: v[None] for k, v in pred.features(u8_volume[0]).items()}
-    assert set(feats) == {"embedding", "early_proj"}
+    assert set(feats) == {"embedding", "early_proj", "detail_s4", "detail_s2", "detail_s1"}
     prompts = PromptBatch(coords=torch.tensor([[[100.0, 80.0]]]), labels=torch.tensor([[1]]),
                           box=torch.tensor([[40.0, 30.0, 200.0, 150.0]]))
     with torch.no_grad():

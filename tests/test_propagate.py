@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from pge_sam.errors import InputError
-from pge_sam.predictor import Predictor
 from pge_sam.progress import RecordingProgress
 from pge_sam.propagate import PropagationConfig, iou, prompts_from_mask, walk
 from pge_sam.session import Session
@@ -149,15 +148,10 @@ def test_prompts_from_mask_box_and_interior_point():
 PERMISSIVE = PropagationConfig(iou_threshold=0.0, min_area=1)
 
 
-@pytest.fixture(scope="module")
-def shared_predictor(sam_tiny):
-    return Predictor(sam_tiny)
-
-
-def test_session_propagate_runs_writes_one_label_and_undoes_as_one_step(shared_predictor, volume):
+def test_session_propagate_runs_writes_one_label_and_undoes_as_one_step(pred, volume):
     labels = np.zeros(volume.shape, np.uint16)
     labels[4, 0:6, 0:6] = 5  # another object that must survive (overwrite=False)
-    session = Session(shared_predictor, volume, labels, prefetch=0)
+    session = Session(pred, volume, labels, prefetch=0)
     label = session.label
     assert label == 6
     session.add_point((2, 20, 28))
@@ -177,9 +171,9 @@ def test_session_propagate_runs_writes_one_label_and_undoes_as_one_step(shared_p
     assert (0, 2) in session.state.objects[label].prompts
 
 
-def test_session_propagate_can_be_cancelled_and_keeps_what_was_done(shared_predictor, volume):
+def test_session_propagate_can_be_cancelled_and_keeps_what_was_done(pred, volume):
     labels = np.zeros(volume.shape, np.uint16)
-    session = Session(shared_predictor, volume, labels, prefetch=0)
+    session = Session(pred, volume, labels, prefetch=0)
     session.add_point((2, 20, 28))
     seeded = labels.copy()
     progress = RecordingProgress(cancel_after=2)
@@ -192,9 +186,9 @@ def test_session_propagate_can_be_cancelled_and_keeps_what_was_done(shared_predi
     assert np.array_equal(labels, seeded)
 
 
-def test_session_stop_marker_slice_ends_the_walk(shared_predictor, volume):
+def test_session_stop_marker_slice_ends_the_walk(pred, volume):
     labels = np.zeros(volume.shape, np.uint16)
-    session = Session(shared_predictor, volume, labels, prefetch=0)
+    session = Session(pred, volume, labels, prefetch=0)
     session.add_point((1, 20, 28))
     marker = session.add_point((4, 20, 28), positive=False)  # a lone negative point: "the object ends here"
     assert marker.voxels == 0 and not (labels[4] == session.label).any()

@@ -28,8 +28,11 @@ def test_mni_path_rejects_unknown_names():
 def test_missing_nilearn_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nilearn" else real(name, *a))
-    with pytest.raises(FileNotFoundError, match="pip install nilearn"):
+    from pge_sam._optional import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match=r'pip install "pge-sam\[samples\]"') as info:
         samples.mni_path("t1")
+    assert isinstance(info.value, ImportError) and info.value.extra == "samples"
 
 
 def test_load_mni_gives_zyx_float32_on_one_grid():

@@ -16,12 +16,6 @@ IDENTITY = Normalization.window(level=127.5, width=255.0)
 
 
 @pytest.fixture(scope="module")
-def pred(sam_tiny):
-    """One predictor (and cache) for the real-model tests of this module."""
-    return Predictor(sam_tiny)
-
-
-@pytest.fixture(scope="module")
 def u8_volume(volume):
     return np.clip(np.rint(volume), 0, 255).astype(np.uint8)
 

@@ -13,6 +13,7 @@ from pge_sam.session import Session
 
 @pytest.fixture
 def pred(sam_tiny):
+    """A fresh predictor per test (some tests replace its decode), not the module's shared one."""
     return Predictor(sam_tiny)
 
 

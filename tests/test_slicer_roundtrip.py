@@ -11,11 +11,15 @@ write-back, and the labels are written with the input's geometry.
 
 The tests assert that the driver's calls equal direct core calls on voxels
 computed independently with SimpleITK, that changes stay in the reported box,
-and that geometry survives the trip.
+and that geometry survives the trip. The driver's mapping onto the session's
+verbs and its redrawing of the point lists from the session's prompts (undo,
+clear, propagate, next segment) are tested with the shared ``FakeSession`` and a
+fake markup store (``tests/fakes.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -23,7 +27,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pge_sam import Change, Normalization, PropagationConfig, Session, build_model
+from fakes import FakeMarkups, FakeSession, ellipsoid_volume
+
+from pge_sam import Normalization, PropagationConfig, Session, build_model
 from pge_sam.errors import Cancelled
 from pge_sam.io import read_image, write_labels
 from pge_sam.samples import mni_path
@@ -88,10 +94,18 @@ def axial_view_through(point_ras) -> np.ndarray:
     return view
 
 
+NORMALIZATION = Normalization.percentile(*d.NORMALIZATION_PERCENTILES)
+
+
 def new_session(model, loaded, axis, spacing):
     labels = np.zeros(loaded.array.shape, np.uint16)
-    return Session(model, loaded.array, labels, axis=axis, spacing=spacing, prefetch=0,
-                   normalization=Normalization.percentile(*d.NORMALIZATION_PERCENTILES))
+    return Session(model, loaded.array, labels, axis=axis, spacing=spacing, prefetch=0, normalization=NORMALIZATION)
+
+
+def module_driver(model, loaded, vg, markups=None) -> d.SessionDriver:
+    """The driver as ``PGESAMLogic.startSession`` makes it: a session factory over the shared model."""
+    return d.SessionDriver(functools.partial(Session, model, prefetch=0, normalization=NORMALIZATION),
+                           loaded.array, vg, markups)
 
 
 def cancelling_relay(after: int) -> ProgressRelay:
@@ -153,16 +167,19 @@ def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
     exclude_ras = ras_of(ref, np.array(exclude_kji[::-1]) + (-0.45, 0.1, 0.2))
     assert sitk_kji(ref, include_ras) == include_kji and sitk_kji(ref, exclude_ras) == exclude_kji
     view = axial_view_through(include_ras)
-    prompts = d.point_prompts([include_ras, exclude_ras], [True, False], vg, view)
-    assert prompts == [d.PointPrompt(include_kji, True, axis), d.PointPrompt(exclude_kji, False, axis)]
+    assert vg.view_axis(view) == axis
+    assert [tuple(v) for v in vg.world_to_index([include_ras, exclude_ras])] == [include_kji, exclude_kji]
 
     # The module's path: the session starts on axis 0 with the volume's spacing, as logic.startSession does.
-    session = new_session(model, loaded, 0, vg.spacing_zyx)
-    drv = d.SessionDriver(session, vg)
+    markups = FakeMarkups()
+    drv = module_driver(model, loaded, vg, markups)
+    session = drv.session
     labels = session.labels
+    markups.place(True, include_ras)
     edit = drv.add_point(include_ras, True, view)
     label = drv.label
-    assert session.axis == axis and edit.prompt == prompts[0]
+    assert session.axis == axis and session.spacing == vg.spacing_zyx
+    assert markups.lists[True] == [tuple(include_ras)]  # the clicked position stays: it is on the prompt's voxel
     assert session.aspect() == pytest.approx(SPACING_IJK[2] / SPACING_IJK[0])  # rows K, cols I: resampled
     assert labels[include_kji] == label, "the include voxel is not labelled"
     np.testing.assert_array_equal(labels, reference.labels)
@@ -177,12 +194,11 @@ def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
     after_include = labels.copy()
 
     # The exclude point is a negative prompt on the same slice: only that slice may change.
+    markups.place(False, exclude_ras)
     edit = drv.add_point(exclude_ras, False, view)
     reference.add_point(exclude_kji, positive=False)
     np.testing.assert_array_equal(labels, reference.labels)
-    points = session.state.objects[label].prompts[(axis, j)].points
-    assert [(p.row, p.col, p.positive) for p in points] == [(include_kji[0], include_kji[2], True),
-                                                            (exclude_kji[0], exclude_kji[2], False)]
+    assert [(m.coords[0], m.positive) for m in session.prompts()] == [(include_kji, True), (exclude_kji, False)]
     changed = labels != after_include
     if edit.change.bbox is None:
         assert edit.update is None and not changed.any()
@@ -194,10 +210,11 @@ def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
         np.testing.assert_array_equal(edit.update.masks[label], labels[edit.change.bbox] == label)
     assert set(np.unique(labels[:, j, :])) <= {0, label}
 
-    # Undo removes the exclude point and restores the include-only mask.
+    # Undo removes the exclude point (from the session and from its point list) and restores the include-only mask.
     edit = drv.undo()
     np.testing.assert_array_equal(labels, after_include)
-    assert [p.positive for p in session.state.objects[label].prompts[(axis, j)].points] == [True]
+    assert [m.positive for m in session.prompts()] == [True]
+    assert markups.lists == {True: [tuple(include_ras)], False: []}
 
     # Write with the input's geometry, read back: same grid, and the labelled voxel is at the clicked point.
     out = write_labels(labels, tmp_path / ("labels" + "".join(Path(loaded.source).suffixes)), reference=ref)
@@ -218,8 +235,8 @@ def test_propagate_and_precompute_through_the_driver_with_progress(model, loaded
     ref = loaded.reference
     shape = loaded.array.shape
     vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
-    session = new_session(model, loaded, 0, vg.spacing_zyx)
-    drv = d.SessionDriver(session, vg)
+    drv = module_driver(model, loaded, vg)
+    session = drv.session
     j = shape[1] // 2
     reference, seed_kji = labelled_click(model, loaded, 1, j)
     click = ras_of(ref, seed_kji[::-1])
@@ -254,115 +271,127 @@ def test_propagate_and_precompute_through_the_driver_with_progress(model, loaded
     assert relay.total == shape[1] and 1 <= relay.done < shape[1]
 
 
-# ---- the driver's mapping onto the core verbs, with a recording stand-in session ---------------------------
-
-
-class RecordingSession:
-    """The ``pge_sam.Session`` interface the driver uses; records calls, labels one voxel per include point."""
-
-    def __init__(self, shape, spacing):
-        self.labels = np.zeros(shape, np.uint16)
-        self.spacing = tuple(spacing)
-        self.axis, self.label, self.calls = 0, 1, []
-
-    def set_axis(self, axis):
-        self.calls.append(("set_axis", axis))
-        self.axis = axis
-
-    def add_point(self, point, positive=True, axis=None):
-        self.calls.append(("add_point", tuple(point), positive, axis))
-        if not positive:
-            return Change(self.label, axis, (point[axis],), None)
-        self.labels[tuple(point)] = self.label
-        return Change(self.label, axis, (point[axis],), tuple(slice(v, v + 1) for v in point), 1)
-
-    def add_box(self, a, b, axis=None):
-        self.calls.append(("add_box", tuple(a), tuple(b), axis))
-        return Change(self.label, axis, (a[axis],), None)
-
-    def undo(self):
-        self.calls.append(("undo",))
-        return None
-
-    def reset_object(self):
-        self.calls.append(("reset_object",))
-        return Change(self.label, self.axis, (), None)
-
-    def propagate(self, progress=None):
-        self.calls.append(("propagate", progress))
-        return Change(self.label, self.axis, (), None, cancelled=True)
-
-    def precompute(self, progress=None):
-        self.calls.append(("precompute", progress))
-        return 7
-
-    def next_object(self):
-        self.calls.append(("next_object",))
-        self.label += 1
-        return self.label
-
+# ---- the driver's mapping onto the session's verbs and its point lists, with the shared fake session -------------
 
 SAGITTAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
 CORONAL = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
+VG = d.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), (12, 48, 56))
+CENTRE_KJI, EDGE_KJI = (6, 24, 26), (6, 24, 34)  # inside the fake volume's ellipsoid; off-centre on slice 6
 
 
-def test_driver_maps_prompts_and_verbs_onto_core_calls():
-    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), (6, 8, 9))
-    assert vg.spacing_zyx == (2.0, 0.7, 0.5)
-    session = RecordingSession(vg.shape_kji, vg.spacing_zyx)
-    drv = d.SessionDriver(session, vg)
-    point = vg.index_to_world((4, 3, 2))[0] + (0.2, -0.3, 0.9)  # still voxel (4, 3, 2)
+def fake_driver(**options):
+    """A driver over ``ellipsoid_volume()`` with the shared ``FakeSession`` and a fake markup store."""
+    markups = FakeMarkups()
+    return d.SessionDriver(FakeSession.factory(**options), ellipsoid_volume(), VG, markups), markups
 
+
+def click(drv, markups, kji, include=True, view=AXIAL, nudge=(0.2, -0.3, 0.1)):
+    """What the module does on a click: a control point appears in a list, then the driver gets its position."""
+    ras = VG.index_to_world(kji)[0] + nudge  # still voxel ``kji``
+    markups.place(include, ras)
+    return drv.add_point(ras, include, view)
+
+
+def shown(markups, include=True):
+    """The voxels (k, j, i) a point list shows."""
+    return sorted(tuple(v) for v in VG.world_to_index(markups.lists[include], check=False).tolist()) \
+        if markups.lists[include] else []
+
+
+def session_points(drv, include=True):
+    return sorted(m.coords[0] for m in drv.session.prompts()
+                  if m.kind == "point" and m.label == drv.label and m.positive == include)
+
+
+def test_driver_maps_prompts_and_verbs_onto_session_calls():
+    drv, _ = fake_driver()
+    session = drv.session
+    assert session.spacing == VG.spacing_zyx == (2.0, 0.7, 0.5)  # core (z, y, x) order
+    point = VG.index_to_world((4, 3, 2))[0] + (0.2, -0.3, 0.9)  # still voxel (4, 3, 2)
     edit = drv.add_point(point, True, SAGITTAL)  # a sagittal view slices I (axis 2)
     assert session.calls == [("set_axis", 2), ("add_point", (4, 3, 2), True, 2)]
-    assert edit.prompt == d.PointPrompt((4, 3, 2), True, 2) and edit.update.extent == (2, 2, 3, 3, 4, 4)
-    assert edit.update.masks[1].tolist() == [[[1]]] and drv.owned_labels == {1}
-    edit = drv.add_point(point, False, SAGITTAL)
-    assert session.calls[-1] == ("add_point", (4, 3, 2), False, 2) and edit.update is None  # bbox None: no write
-
+    assert edit.update.extent == r.bbox_to_vtk_extent(edit.change.bbox)
+    np.testing.assert_array_equal(edit.update.masks[1], drv.labels[edit.change.bbox] == 1)
     assert drv.next_object() == 2 and session.calls[-1] == ("next_object",)
-    edits = drv.add_points([vg.index_to_world((4, 3, 3))[0], point], [True, False], SAGITTAL)
-    assert [e.prompt.positive for e in edits] == [True, False]
-    assert set(edits[0].update.masks) == {1, 2}  # every owned label is re-cut inside a changed box
-
-    assert drv.undo() == d.Edit(None, None) and session.calls[-1] == ("undo",)
-    assert drv.clear().update is None and session.calls[-1] == ("reset_object",)
+    edit = drv.add_point(VG.index_to_world((4, 30, 50))[0], True, SAGITTAL)
+    assert set(edit.update.masks) == {1, 2}  # every label written so far is re-cut inside a changed box
     relay = ProgressRelay()
-    assert drv.propagate(relay).change.cancelled and session.calls[-1] == ("propagate", relay)
-    assert drv.precompute(relay, CORONAL) == 7  # a coronal view slices J (axis 1)
+    assert drv.precompute(relay, CORONAL) == 48  # a coronal view slices J (axis 1): 48 slices
     assert session.calls[-2:] == [("set_axis", 1), ("precompute", relay)]
-
-    corners = g.box_corners(vg.index_to_world((2, 2, 1))[0] + (1.0, 1.4, 0.0), np.eye(3), (3.0, 2.8, 0.1))
-    edit = drv.add_box(corners)  # no view: the thinnest axis of the box (K); i 10..13 mm -> 0..6, j -> 2..6
+    corners = g.box_corners(VG.index_to_world((2, 2, 1))[0] + (1.0, 1.4, 0.0), np.eye(3), (3.0, 2.8, 0.1))
+    drv.add_box(corners)  # no view: the thinnest axis of the box (K); i 10..13 mm -> 0..6, j -> 2..6
     assert session.calls[-2:] == [("set_axis", 0), ("add_box", (2, 2, 0), (2, 6, 6), 0)]
-    assert edit.prompt == d.BoxPrompt((2, 2, 0), (2, 6, 6), 0)
+    drv.clear()
+    assert session.calls[-1] == ("reset_object",)
+    assert drv.undo().change is not None and session.calls[-1] == ("undo",)
 
 
-def test_driver_refuses_a_session_with_another_shape_or_spacing_order():
-    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((0, 0, 0), (0.5, 0.7, 2.0), np.eye(3)), (6, 8, 9))
-    with pytest.raises(g.GeometryError, match=r"\(z, y, x\) order"):
-        d.SessionDriver(RecordingSession(vg.shape_kji, (0.5, 0.7, 2.0)), vg)  # (x, y, z): wrong
-    with pytest.raises(g.GeometryError, match="shape"):
-        d.SessionDriver(RecordingSession((6, 8, 10), vg.spacing_zyx), vg)
-    drv = d.SessionDriver(RecordingSession(vg.shape_kji, vg.spacing_zyx), vg)
-    moved = np.eye(4)
-    moved[:3, :3], moved[:3, 3] = rot_s(90.0), (100.0, 0.0, 0.0)  # a rigid parent transform is fine
-    drv.set_volume(d.VolumeGeometry(vg.ijk_to_ras, vg.shape_kji, moved))
-    world = moved[:3, :3] @ vg.index_to_world((1, 2, 3))[0] + moved[:3, 3]
-    assert drv.add_point(world, True, AXIAL).prompt.index == (1, 2, 3)
-    with pytest.raises(g.GeometryError, match="spacing"):
-        drv.set_volume(d.VolumeGeometry(vg.ijk_to_ras, vg.shape_kji, np.diag([2.0, 2.0, 2.0, 1.0])))
+def test_propagate_then_undo_keeps_the_markups_of_the_prompts():
+    """The widget used to pop a point of its own prompt stack on every undo: after Propagate, Undo deleted a point."""
+    drv, markups = fake_driver()
+    click(drv, markups, CENTRE_KJI)
+    click(drv, markups, EDGE_KJI, include=False)
+    before = drv.labels.copy()
+    edit = drv.propagate(ProgressRelay())
+    assert edit.change.slices and drv.labels[4, 24, 26] == drv.label
+    drv.undo()  # undoes the propagation: its voxels, not a prompt
+    np.testing.assert_array_equal(drv.labels, before)
+    assert shown(markups, True) == session_points(drv, True) == [CENTRE_KJI]
+    assert shown(markups, False) == session_points(drv, False) == [EDGE_KJI]
+    drv.undo()  # now the exclude point goes, from the session and from its list
+    assert shown(markups, False) == session_points(drv, False) == [] and shown(markups) == [CENTRE_KJI]
 
 
-def test_point_prompts_refuse_bad_input():
-    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((0, 0, 0), (1.0, 1.0, 1.0), np.eye(3)), (6, 8, 9))
-    with pytest.raises(g.GeometryError, match="2 points but 3 include flags"):
-        d.point_prompts([[1, 1, 1], [2, 2, 2]], [True, False, True], vg, AXIAL)
-    with pytest.raises(g.PointOutsideVolumeError, match="outside the volume"):
-        d.point_prompts([1.0, 1.0, 40.0], True, vg, AXIAL)
+def test_clear_then_undo_brings_the_markups_back():
+    """After Clear, Undo used to restore voxels and prompts but not the point lists."""
+    drv, markups = fake_driver()
+    click(drv, markups, CENTRE_KJI)
+    click(drv, markups, EDGE_KJI, include=False)
+    before = drv.labels.copy()
+    drv.clear()
+    assert markups.lists == {True: [], False: []} and not drv.labels.any()
+    drv.undo()
+    np.testing.assert_array_equal(drv.labels, before)
+    assert shown(markups, True) == session_points(drv, True) == [CENTRE_KJI]
+    assert shown(markups, False) == session_points(drv, False) == [EDGE_KJI]
+
+
+def test_next_segment_starts_empty_lists_and_undo_returns_to_the_last_segment():
+    drv, markups = fake_driver()
+    click(drv, markups, CENTRE_KJI)
+    rewrites = markups.rewrites
+    assert rewrites == 0  # a point on the voxel the session took is left where it was placed
+    assert drv.next_object() == 2 and markups.lists == {True: [], False: []}
+    drv.undo()  # segment 2 has no prompt: the undo is segment 1's click, and its list is shown again (empty now)
+    assert drv.label == 1 and markups.lists == {True: [], False: []} and not drv.labels.any()
+
+
+def test_a_refused_point_disappears_from_its_list():
+    drv, markups = fake_driver()
+    click(drv, markups, CENTRE_KJI)
     tilted = AXIAL.copy()
     tilted[:3, :3] = np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
+    markups.place(True, VG.index_to_world((6, 10, 10))[0])
     with pytest.raises(g.ObliqueViewError):
-        d.point_prompts([1.0, 1.0, 1.0], True, vg, tilted)
+        drv.add_point(markups.lists[True][-1], True, tilted)
+    assert shown(markups) == [CENTRE_KJI]
+    markups.place(True, (1.0, 1.0, 400.0))
+    with pytest.raises(g.PointOutsideVolumeError, match="outside the volume"):
+        drv.add_point(markups.lists[True][-1], True, AXIAL)
+    assert shown(markups) == [CENTRE_KJI] and len(drv.session.prompts()) == 1
+
+
+def test_driver_refuses_another_volume_shape_or_voxel_size():
+    with pytest.raises(g.GeometryError, match="shape"):
+        d.SessionDriver(FakeSession.factory(), np.zeros((12, 48, 55), np.float32), VG)
     with pytest.raises(g.GeometryError, match="shape_kji"):
         d.VolumeGeometry(np.eye(4), (6, 0, 9))
+    drv, _ = fake_driver()
+    moved = np.eye(4)
+    moved[:3, :3], moved[:3, 3] = rot_s(90.0), (100.0, 0.0, 0.0)  # a rigid parent transform is fine
+    drv.set_volume(d.VolumeGeometry(VG.ijk_to_ras, VG.shape_kji, moved))
+    world = moved[:3, :3] @ VG.index_to_world(CENTRE_KJI)[0] + moved[:3, 3]
+    drv.add_point(world, True, AXIAL)
+    assert drv.session.calls[-1] == ("add_point", CENTRE_KJI, True, 0)
+    with pytest.raises(g.GeometryError, match="voxel size"):
+        drv.set_volume(d.VolumeGeometry(VG.ijk_to_ras, VG.shape_kji, np.diag([2.0, 2.0, 2.0, 1.0])))

@@ -151,7 +151,7 @@ def test_decoder_only_training_keeps_the_encoder_and_logs_the_click_term(tmp_pat
                       rounds=3, mask_only_rounds=0, amp=False, device="cpu", ckpt_every=1, log_every=1, lr=1e-3,
                       init=init, train_encoder=False, click_weight=1.0, seed=2)
     model, params = build_for(cfg, 0)
-    trained = {id(p) for m in (model.sam.prompt_encoder, model.sam.mask_decoder) for p in m.parameters()}
+    trained = {id(p) for m in (model.sam.prompt_encoder, model.sam.mask_decoder, model.sam.detail) for p in m.parameters()}
     assert {id(p) for p in params} == trained
     encoder_before = {k: v.clone() for k, v in model.sam.image_encoder.state_dict().items()}
     train(cfg, progress=False)
@@ -159,6 +159,8 @@ def test_decoder_only_training_keeps_the_encoder_and_logs_the_click_term(tmp_pat
     changed = [k for k, v in encoder_before.items() if not torch.equal(state[f"image_encoder.{k}"], v)]
     assert changed == []
     assert any(not torch.equal(state[k], v) for k, v in model.sam.state_dict().items() if k.startswith("mask_decoder."))
+    # the detail path learns from its zero start (its output conv gets gradient through the masks)
+    assert state["detail.head.out.weight"].abs().max() > 0
     with open(tmp_path / "run" / "metrics.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 and all(float(r["click"]) > 0 for r in rows)
@@ -186,3 +188,52 @@ def test_a_resumed_run_keeps_the_columns_of_its_metrics_file(tmp_path):
     lines = log.read_text(encoding="utf-8").splitlines()
     assert lines[0].split(",") == old_columns and len(lines) == 3
     assert all(len(line.split(",")) == len(old_columns) for line in lines)
+
+
+def test_soft_iou_and_the_monotone_term_punish_a_worse_mask():
+    from pge_sam.train.losses import soft_iou
+
+    target = torch.zeros(1, 32, 32)
+    target[:, 8:24, 8:24] = 1
+    good = torch.where(target > 0, 8.0, -8.0)
+    worse = good.clone()
+    worse[:, 8:24, 8:16] = -8.0  # half the object lost after a click
+    assert float(soft_iou(good, target)) > 0.95 > 0.55 > float(soft_iou(worse, target))
+    drop = torch.relu(soft_iou(good, target) - soft_iou(worse, target))
+    assert float(drop) > 0.4
+    assert float(torch.relu(soft_iou(worse, target) - soft_iou(good, target))) == 0.0
+
+
+def test_the_training_mix_draws_synthseg_scenes_and_degrades_base_inputs():
+    from pge_sam.train.data import make_sample
+
+    synth = SynthConfig()
+    cfg = TrainConfig(stage="base", synthseg_prob=1.0, degrade_base=True, clean_prob=0.0, targets_per_image=2)
+    plain = TrainConfig(stage="base", targets_per_image=2)
+    a = make_sample(3, cfg, synth, ["gaussian_noise"])
+    b = make_sample(3, plain, synth, ["gaussian_noise"])
+    assert not np.array_equal(a.degraded, a.clean)  # degraded input in the base stage
+    assert np.array_equal(b.degraded, b.clean)  # the default base stage stays clean
+    assert a.gts.shape[1:] == a.clean.shape and not np.array_equal(a.clean, b.clean)  # another generator
+
+
+def test_validation_reports_the_mean_over_clicks_and_the_drop_rate():
+    model = build_model("sam_tiny", pretrained=False, device="cpu")
+    samples = validation_samples(TrainConfig(stage="base", val_scenes=2), SynthConfig(), [])
+    scores = validate(model, samples, 3)
+    assert set(scores) == {"val_iou_first", "val_iou_last", "val_miou", "val_drop_rate"}
+    assert 0.0 <= scores["val_drop_rate"] <= 1.0
+    assert 0.0 <= scores["val_miou"] <= 1.0
+
+
+def test_worker_processes_draw_the_same_scenes(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    cfg = TrainConfig(stage="base", out_dir=str(tmp_path), batch_size=2, targets_per_image=1, rounds=2,
+                      mask_only_rounds=0, amp=False, device="cpu", seed=3, synthseg_prob=0.5)
+    model, _ = build_for(cfg, 0)
+    with torch.no_grad():
+        serial, _ = batch_loss(model, cfg, 0, SynthConfig(), ["gaussian_noise"], torch.Generator())
+        with ProcessPoolExecutor(2) as pool:
+            pooled, _ = batch_loss(model, cfg, 0, SynthConfig(), ["gaussian_noise"], torch.Generator(), pool=pool)
+    assert float(serial) == pytest.approx(float(pooled), rel=1e-6)

@@ -78,6 +78,48 @@ def locate(folder: str | Path) -> Path:
     return store
 
 
+def is_store(folder: str | Path) -> bool:
+    """Whether ``folder`` itself is a pge-sam store (holds the marker file)."""
+    return (Path(folder).expanduser() / MARKER).is_file()
+
+
+def make_store(folder: str | Path) -> Path:
+    """Make ``folder`` itself a store (the marker file), creating it if needed; returns it.
+
+    A folder that already is a store is returned as is. A file, or a folder that
+    holds anything else, is a :class:`CacheError`: nothing is written into it.
+    """
+    folder = Path(folder).expanduser()
+    if is_store(folder):
+        return folder
+    if folder.exists() and not folder.is_dir():
+        raise CacheError(f"{folder} is a file; give a new or empty folder for the embedding store")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise CacheError(f"{folder} holds files pge-sam did not write (no {MARKER}); pge-sam will not write into "
+                         "it: give a new or empty folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_marker(folder)
+    return folder
+
+
+def stored_attrs(folder: str | Path) -> dict:
+    """The attributes of the store ``folder`` (a store itself, see :func:`is_store`), read without changing
+    anything: ``"signature"`` (what its entries were written for) and ``"info"`` (:meth:`DiskStore.set_info`);
+    ``{}`` when it holds no entries group yet."""
+    from ._optional import require
+
+    zarr = require("zarr", extra="cache", purpose="embedding stores")
+    group_path = Path(folder).expanduser() / GROUP
+    if not group_path.exists():
+        return {}
+    return dict(zarr.open_group(str(group_path), mode="r").attrs)
+
+
+def stored_signature(folder: str | Path) -> dict | None:
+    """The signature the store ``folder`` was written for (``None``: none yet); see :func:`stored_attrs`."""
+    return stored_attrs(folder).get("signature")
+
+
 class DiskStore:
     """Zarr store of cache entries that survives restarts (see the module docstring).
 
@@ -104,7 +146,9 @@ class DiskStore:
 
     # -- opening ------------------------------------------------------------------------------
     def _open(self) -> None:
-        import zarr
+        from ._optional import require
+
+        zarr = require("zarr", extra="cache", purpose="the on-disk embedding cache (--cache-dir, embedding stores)")
 
         exists = (self.path / MARKER).is_file()
         parent = self.path if exists else _existing_ancestor(self.path)
@@ -182,6 +226,22 @@ class DiskStore:
                 else:
                     self._disable(f"writing to {self.path} failed ({_reason(err)})")
                 self._forget(name)
+
+    # -- free-form description (what a portable store holds) -----------------------------------
+    @property
+    def info(self) -> dict:
+        """The JSON dict saved with :meth:`set_info` (``{}`` when none)."""
+        if self._group is None:
+            return {}
+        with self._lock:
+            return dict(self._group.attrs.get("info", {}))
+
+    def set_info(self, info: dict) -> None:
+        """Save a JSON-able description next to the signature (ignored when read-only or off)."""
+        if self._group is None or self.read_only:
+            return
+        with self._lock:
+            self._group.attrs["info"] = info
 
     # -- modes --------------------------------------------------------------------------------
     def _note(self, message: str) -> None:

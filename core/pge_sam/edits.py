@@ -3,8 +3,11 @@
 Write rule for object ``label`` on a slice: voxels in the new mask become
 ``label``; voxels that were ``label`` but are no longer in the mask become 0;
 voxels of *other* labels are never changed unless ``overwrite`` is true.
-Undo restores a voxel only if it still holds the value this edit wrote, so
-edits made to the buffer in between are kept.
+Undo (:func:`revert`) restores a voxel only if it still holds the value this
+edit wrote, and a write computed earlier (:func:`diff`, e.g. by a propagation
+in a worker thread) is written by :func:`apply` only where the voxel still
+holds what the edit found; either way, edits made to the buffer in between
+are kept.
 """
 
 from __future__ import annotations
@@ -41,31 +44,54 @@ class SliceEdit:
         return 0 if self.before is None else int((self.before != self.after).sum())
 
 
+def _target(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool) -> np.ndarray:
+    current = view == label
+    target = np.where(current & ~mask, 0, view)
+    paint = mask if overwrite else (mask & ((view == 0) | current))
+    return np.where(paint, label, target).astype(view.dtype, copy=False)
+
+
 def write_mask(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool) -> tuple[slice, slice] | None:
     """Apply the write rule to a 2D label ``view`` (modified in place); returns the changed box or ``None``.
 
     ``view``: (H, W) integer array (a view into the caller's buffer);
     ``mask``: (H, W) bool.
     """
-    current = view == label
-    target = np.where(current & ~mask, 0, view)
-    paint = mask if overwrite else (mask & ((view == 0) | current))
-    target = np.where(paint, label, target).astype(view.dtype, copy=False)
-    changed = target != view
-    box = mask_bbox(changed)
+    target = _target(view, mask, label, overwrite)
+    box = mask_bbox(target != view)
     if box is not None:
         view[box] = target[box]
     return box
 
 
+def diff(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool, axis: int, index: int,
+         prompts_before: SlicePrompts | None, logits_before) -> SliceEdit:
+    """The :class:`SliceEdit` that writing ``mask`` into ``view`` would make, without writing (see :func:`apply`)."""
+    target = _target(view, mask, label, overwrite)
+    box = mask_bbox(target != view)
+    if box is None:
+        return SliceEdit(axis, index, None, None, None, None, prompts_before, logits_before)
+    return SliceEdit(axis, index, box[0], box[1], view[box].copy(), target[box].copy(), prompts_before, logits_before)
+
+
 def record(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool, axis: int, index: int,
            prompts_before: SlicePrompts | None, logits_before) -> SliceEdit:
     """:func:`write_mask` plus what undo needs."""
-    before_full = view.copy()
-    box = write_mask(view, mask, label, overwrite)
-    if box is None:
-        return SliceEdit(axis, index, None, None, None, None, prompts_before, logits_before)
-    return SliceEdit(axis, index, box[0], box[1], before_full[box].copy(), view[box].copy(), prompts_before, logits_before)
+    edit = diff(view, mask, label, overwrite, axis, index, prompts_before, logits_before)
+    if edit.before is not None:
+        view[edit.rows, edit.cols] = edit.after
+    return edit
+
+
+def apply(view: np.ndarray, edit: SliceEdit) -> int:
+    """Write ``edit`` on its slice ``view`` where the buffer still holds what the edit found (voxels changed since
+    :func:`diff` made it are kept); the reverse of :func:`revert`. Returns voxels written."""
+    if edit.before is None:
+        return 0
+    region = view[edit.rows, edit.cols]
+    mine = (region == edit.before) & (edit.before != edit.after)
+    region[mine] = edit.after[mine]
+    return int(mine.sum())
 
 
 def revert(view: np.ndarray, edit: SliceEdit) -> int:

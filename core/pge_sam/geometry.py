@@ -85,6 +85,45 @@ def to_slice_point(point_zyx, shape: tuple[int, int, int], axis: int) -> SlicePo
     return SlicePoint(int(q[axis]), int(q[r]), int(q[c]))
 
 
+def locate(point, image_shape: tuple[int, ...], axis: int = 0) -> SlicePoint:
+    """:class:`SlicePoint` of an image point: (z, y, x) in a (Z, Y, X) volume, (row, col) in an (H, W) image.
+
+    The one bounds check of every prompt (:class:`PromptError` when outside or malformed).
+    """
+    shape = tuple(int(s) for s in image_shape)
+    try:
+        p = tuple(point)
+    except TypeError:
+        p = ()
+    if len(shape) == 2:
+        if len(p) != 2:
+            raise PromptError(f"a point on a 2D image is (row, col); got {format_point(point)}")
+        return to_slice_point((0,) + p, (1,) + shape, 0)
+    if len(p) != 3:
+        raise PromptError(f"a point in a volume is (z, y, x); got {format_point(point)}")
+    return to_slice_point(p, shape, axis)
+
+
+def clip_box(corner_a, corner_b, image_shape: tuple[int, ...], axis: int = 0) -> tuple[tuple[float, ...], ...]:
+    """(low, high) corners of a box drawn from ``corner_a`` to ``corner_b`` (image points on one slice along
+    ``axis``), clipped in-plane to the image, as front-ends take rectangles dragged past the image's edge.
+
+    :class:`PromptError` when a corner is malformed or the box lies wholly outside the image.
+    """
+    nd = len(image_shape)
+    a = np.asarray(corner_a, dtype=float).reshape(-1)
+    b = np.asarray(corner_b, dtype=float).reshape(-1)
+    if a.shape != (nd,) or b.shape != (nd,) or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise PromptError(f"a box needs two finite corners with {nd} coordinates each")
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    for d in [d for d in range(nd) if nd == 2 or d != axis]:
+        size = float(image_shape[d])
+        if hi[d] < -0.5 or lo[d] > size - 0.5:
+            raise PromptError("the box lies outside the image; draw it over the image")
+        lo[d], hi[d] = max(lo[d], 0.0), min(hi[d], size - 1)
+    return tuple(lo.tolist()), tuple(hi.tolist())
+
+
 def from_slice(index: int, rows: slice | int, cols: slice | int, axis: int) -> tuple:
     """Volume index tuple (z, y, x) from a slice number and in-plane row/col indices or slices."""
     out: list = [None, None, None]

@@ -1,16 +1,19 @@
 """Predictor: one loaded model + its embedding cache; expensive ``encode`` vs cheap ``decode``.
 
-Several sessions can share one predictor (and so one cache). Encoding runs
-batched under bf16 autocast on CUDA; a background thread prefetches slices a
-session is likely to visit next. Encoding and decoding use separate modules
-(image encoder vs prompt encoder + mask decoder) and separate locks, so a
-click is decoded at once even while a neighbour slice is being prefetched.
+Several sessions can share one predictor (and so one cache): build it once,
+``Predictor(model)``, and pass it to each :class:`~pge_sam.session.Session`
+(a session given a bare model makes its own). There is no hidden registry.
+Encoding runs batched under bf16 autocast on CUDA; a background thread
+prefetches slices a session is likely to visit next, and each
+:meth:`Predictor.prefetch` call returns a :class:`Prefetch` handle its caller
+cancels (a session cancels only its own). Encoding and decoding use separate
+modules (image encoder vs prompt encoder + mask decoder) and separate locks,
+so a click is decoded at once even while a neighbour slice is being prefetched.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -19,8 +22,9 @@ import numpy as np
 import torch
 
 from .cache import CacheKey, EmbeddingCache, content_hash
-from .disk_cache import DiskStore
 from .device import encoder_autocast, precision_for
+from .disk_cache import DiskStore
+from .errors import InputError
 from .models.base import SegmentationModel
 from .progress import Progress, check_cancel, ensure
 from .prompts import InputTransform, SlicePrompts, to_batch
@@ -44,21 +48,45 @@ class Prediction:
     iou: float
 
 
+class Prefetch:
+    """Handle of one background prefetch: :meth:`cancel` drops the slices not started yet."""
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self.future: Future | None = None
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def result(self, timeout: float | None = None) -> int:
+        """Slices encoded (waits for the background work to end)."""
+        return self.future.result(timeout) if self.future is not None else 0
+
+
 class Predictor:
+    """One model and its embedding cache. ``cache``: an :class:`EmbeddingCache` on the model's device
+    (default: :meth:`EmbeddingCache.default_for` that device); it is used as given, never modified."""
+
     def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None, batch_size: int | None = None) -> None:
         self.model = model.eval()
         self.device = model.device
         self.precision = precision_for(self.device)
+        if cache is not None and not _same_device(cache.device, self.device):
+            raise InputError(f"the embedding cache is on {cache.device} but the model on {self.device}; "
+                             f"create the cache with EmbeddingCache(device=model.device)")
         self.cache = cache if cache is not None else EmbeddingCache.default_for(self.device)
-        self.cache.device = self.device
-        # Batches pay off on GPUs; on a 2-core CPU a batch of 1 is fastest (docs/benchmarks.md).
+        # Batches pay off on GPUs; on a 2-core CPU a batch of 1 is fastest (docs/performance.md).
         self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         self.encoder_calls = 0  # forward passes of the image encoder (batches)
         self.encoded_slices = 0
         self._encode_lock = threading.RLock()
         self._decode_lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
-        self._prefetch_generation = 0
+        self._closed = 0  # bumped by close(): every pending prefetch stops
 
     # -- keys and preprocessing ---------------------------------------------------------------
     def key(self, slice_u8: np.ndarray, axis: int, index: int, aspect: float = 1.0) -> CacheKey:
@@ -78,6 +106,11 @@ class Predictor:
             t = torch.as_tensor(img, device=self.device).permute(2, 0, 1).contiguous()
             batch.append(self.model.sam.preprocess(t[None].float())[0])
         return torch.stack(batch)
+
+    def is_cached(self, slice_u8: np.ndarray, axis: int = 0, index: int = 0, disk: DiskStore | None = None,
+                  aspect: float = 1.0) -> bool:
+        """Whether :meth:`features` of this (H, W) uint8 slice would be a cache hit (memory or ``disk``)."""
+        return self.cache.contains(self.key(slice_u8, axis, index, aspect), disk)
 
     # -- expensive verbs ----------------------------------------------------------------------------
     def features(self, slice_u8: np.ndarray, axis: int = 0, index: int = 0, disk: DiskStore | None = None,
@@ -140,23 +173,28 @@ class Predictor:
         store_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         entries = []
         for i, key in enumerate(keys):
-            entry = {k: v[i].to(store_dtype).clone() for k, v in out.items()}
+            # the full-resolution detail features dominate a tiny slice's bytes; fp16 keeps them at half
+            entry = {k: v[i].to(torch.float16 if k.startswith("detail_") and store_dtype == torch.float32 else store_dtype).clone()
+                     for k, v in out.items()}
             self.cache.put(key, entry, disk)
             entries.append(entry)
         return entries
 
     # -- background prefetch --------------------------------------------------------------------
-    def prefetch(self, jobs: Sequence[SliceJob], disk: DiskStore | None = None) -> Future:
-        """Encode these slices in a background thread, one at a time; a newer call supersedes older ones."""
+    def prefetch(self, jobs: Sequence[SliceJob], disk: DiskStore | None = None) -> Prefetch:
+        """Encode these slices in a background thread, one at a time, until the returned handle is cancelled.
+
+        The caller supersedes its own earlier prefetch by cancelling that handle
+        (a :class:`~pge_sam.session.Session` does); other callers' prefetches go on.
+        """
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pge-sam-prefetch")
-        self._prefetch_generation += 1
-        generation = self._prefetch_generation
+        handle, closed = Prefetch(), self._closed
 
         def run() -> int:
             done = 0
             for job in jobs:
-                if generation != self._prefetch_generation:
+                if handle.cancelled or closed != self._closed:
                     break
                 slice_u8, axis, index, *rest = job()
                 aspect = rest[0] if rest else 1.0
@@ -166,12 +204,13 @@ class Predictor:
                     done += 1
             return done
 
-        return self._executor.submit(run)
+        handle.future = self._executor.submit(run)
+        return handle
 
     def close(self, wait: bool = False) -> None:
         """Stop the prefetch thread: pending prefetches are dropped; an encode already running
         finishes in the background unless ``wait``."""
-        self._prefetch_generation += 1
+        self._closed += 1
         if self._executor is not None:
             self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
@@ -199,18 +238,24 @@ class Predictor:
             logits = self.model.sam.postprocess_masks(low_res, transform.input_size, transform.square_size)
             if transform.square_size != tuple(original_size):
                 logits = torch.nn.functional.interpolate(logits, tuple(original_size), mode="bilinear", align_corners=False)
+            lowres = self.model.spec.lowres_size  # the detail path's full-resolution logits are fed back at L
+            feed = torch.nn.functional.interpolate(low_res.float(), (lowres, lowres), mode="area") \
+                if low_res.shape[-1] != lowres else low_res.float().clone()
         logits_np = logits[0, 0].float().cpu().numpy()
-        return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, low_res.float().clone(), float(iou[0, best]))
+        return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, feed, float(iou[0, best]))
 
 
-_SHARED: "weakref.WeakKeyDictionary[SegmentationModel, Predictor]" = weakref.WeakKeyDictionary()
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` (the current device) are the same device."""
+    a, b = torch.device(a), torch.device(b)
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
-def predictor_for(model_or_predictor) -> Predictor:
-    """The predictor shared by every session of a model (created on first use)."""
+def as_predictor(model_or_predictor) -> Predictor:
+    """``model_or_predictor`` itself when it is a :class:`Predictor`, else a new one (with its own cache) for the model.
+
+    To share one cache between sessions, build the predictor once and pass it to each.
+    """
     if isinstance(model_or_predictor, Predictor):
         return model_or_predictor
-    pred = _SHARED.get(model_or_predictor)
-    if pred is None:
-        pred = _SHARED[model_or_predictor] = Predictor(model_or_predictor)
-    return pred
+    return Predictor(model_or_predictor)

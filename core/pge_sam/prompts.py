@@ -65,11 +65,6 @@ class SlicePrompts:
         return bool(self.points) and self.box is None and not any(p.positive for p in self.points)
 
 
-def check_in_image(row: int, col: int, shape: tuple[int, int]) -> None:
-    if not (0 <= row < shape[0] and 0 <= col < shape[1]):
-        raise PromptError(f"point (row={row}, col={col}) is outside the {shape[0]}x{shape[1]} slice; click inside the image")
-
-
 ASPECT_TOLERANCE = 0.05  # pixel aspect ratios closer to 1 than this are treated as square
 
 

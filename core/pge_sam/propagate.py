@@ -113,6 +113,30 @@ def background_value(volume: np.ndarray) -> float | None:
     return float(values[best]) if counts[best] >= 0.5 * faces.size else None
 
 
+def content_rules(pixels: np.ndarray, volume: np.ndarray,
+                  config: PropagationConfig) -> tuple[IntensityModel | None, float | None]:
+    """(what the object looks like, the background value to trim) from ``pixels``, the 1D raw intensities of the
+    object on its prompted slices; either is ``None`` when ``config`` turns it off or it does not apply."""
+    looks = IntensityModel.from_seeds(pixels) if pixels.size and config.min_content_match > 0 else None
+    background = background_value(volume) if config.trim_background and pixels.size else None
+    if background is not None and np.mean(pixels == background) >= 0.01:
+        background = None  # the object itself holds background-valued voxels: keep them
+    return looks, background
+
+
+def content_stop(raw: np.ndarray, mask: np.ndarray, score: float, looks: IntensityModel | None,
+                 config: PropagationConfig) -> str | None:
+    """Why the walk stops at a slice (raw (H, W) values, predicted (H, W) bool mask, the model's IoU estimate)."""
+    if config.min_predicted_iou > 0 and score < config.min_predicted_iou:
+        return f"the model's IoU estimate {score:.2f} is below {config.min_predicted_iou:.2f}"
+    if looks is not None:
+        match = looks.match(raw, mask)
+        if match < config.min_content_match:
+            return (f"only {match:.0%} of the mask has the object's intensities "
+                    f"({looks.low:.4g}..{looks.high:.4g}); the object ends here")
+    return None
+
+
 def prompts_from_mask(mask: np.ndarray, config: PropagationConfig) -> SlicePrompts:
     """Box and/or interior point derived from a (H, W) bool mask (mask logits are passed separately)."""
     prompts = SlicePrompts()

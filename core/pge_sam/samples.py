@@ -21,6 +21,7 @@ import pathlib
 
 import numpy as np
 
+from ._optional import MissingDependencyError, install_hint, require
 from .errors import InputError
 
 MNI_NAMES = ("t1", "gm", "wm")
@@ -34,16 +35,20 @@ PHANTOM_MIN_AREA_FRACTION = 0.0005
 def mni_path(name: str) -> pathlib.Path:
     """Path of the MNI ICBM152 2009 file ``name`` ("t1", "gm" or "wm") inside the installed nilearn.
 
-    Raises :class:`InputError` for another name and :class:`FileNotFoundError`
-    (with the fix) when nilearn or the file is missing.
+    Raises :class:`InputError` for another name, :class:`~pge_sam._optional.MissingDependencyError`
+    (``pip install "pge-sam[samples]"``) without nilearn and :class:`FileNotFoundError` (with the fix)
+    when the file is missing.
     """
     if name not in MNI_NAMES:
         raise InputError(f"unknown MNI image {name!r}; choose one of {', '.join(MNI_NAMES)}")
-    spec = importlib.util.find_spec("nilearn")
+    try:
+        spec = importlib.util.find_spec("nilearn")
+    except (ImportError, ValueError):  # a broken nilearn, or an import hook that hides it
+        spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the MNI ICBM152 template ships with nilearn, which is not installed; run `pip install nilearn`"
-        )
+        raise MissingDependencyError(
+            "the MNI ICBM152 template ships with nilearn, which is not installed; install it with: "
+            f"{install_hint('samples')}", name="nilearn", extra="samples")
     path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / _MNI_FILE.format(name)
     if not path.is_file():
         raise FileNotFoundError(
@@ -70,7 +75,7 @@ def _phantom_levels(size: int) -> np.ndarray:
     """The phantom at (size, size) by nearest-neighbour resizing, float64 with its exact six levels."""
     if not isinstance(size, (int, np.integer)) or size < 64:
         raise InputError(f"phantom size must be an integer >= 64 (got {size!r})")
-    from skimage.data import shepp_logan_phantom
+    shepp_logan_phantom = require("skimage.data", "samples", "the Shepp-Logan phantom sample").shepp_logan_phantom
 
     phantom = shepp_logan_phantom()
     if phantom.shape[0] == size:

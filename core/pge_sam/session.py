@@ -6,15 +6,23 @@
     change = s.add_point((z, y, x), positive=True)      # -> Change(label, axis, slices, bbox)
     s.add_point((z, y, x2), positive=False); s.undo(); s.next_object(); s.propagate()
 
-Every verb validates its input before touching the buffer and returns a
-:class:`Change` naming the region the front-end must redraw. Points are
-volume indices (z, y, x) — or (row, col) for a 2D image.
+The session owns every piece of interactive state: prompts and previous
+logits per (axis, slice) and object, the objects, the undo history. Every
+verb validates its input before touching the buffer and returns a
+:class:`Change` naming the region the front-end must redraw; :meth:`Session.prompts`
+lists the prompts to show. The verbs are those of
+:class:`pge_sam.session_protocol.SessionLike`. Points are volume indices
+(z, y, x) — or (row, col) for a 2D image.
+
+Threads: a GUI calls every verb on its main thread, except
+:meth:`Session.plan_propagation`, :meth:`Session.precompute` and
+:meth:`Session.encode`, which only read the image and the buffer and may run
+in a worker; the plan is then written with :meth:`Session.apply`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,52 +30,17 @@ import numpy as np
 from . import edits
 from .disk_cache import DiskStore
 from .errors import InputError, PromptError
-from .geometry import check_axis, format_point, from_slice, in_plane_axes, slice_index, slice_shape, to_slice_point, union_bbox
+from .geometry import check_axis, from_slice, in_plane_axes, locate, slice_index, slice_shape, union_bbox
 from .normalize import Normalization, to_uint8
-from .predictor import Predictor, predictor_for
+from .predictor import Predictor, as_predictor
 from .progress import Progress, ensure
 from .prompts import Box, Point, SlicePrompts
-from .propagate import IntensityModel, PropagationConfig, background_value, prompts_from_mask, walk
-from .validate import check_image, check_labels
+from .propagate import PropagationConfig, content_rules, content_stop, prompts_from_mask, walk
+from .session_protocol import Change, PromptMark
+from .session_state import ObjectState, PropagationPlan, SessionState, UndoStep, prompt_marks, unused_label
+from .validate import check_image, check_labels, check_spacing
 
-
-@dataclass
-class Change:
-    """What a verb changed. ``bbox``: half-open volume-index slices (z, y, x) — (row, col) for 2D — or ``None``."""
-
-    label: int
-    axis: int
-    slices: tuple[int, ...]
-    bbox: tuple[slice, ...] | None
-    voxels: int = 0
-    cancelled: bool = False
-    seconds: float = 0.0
-    notes: tuple[str, ...] = ()  # e.g. where and why propagation stopped
-
-
-@dataclass
-class ObjectState:
-    """Prompts and previous low-res logits of one object, keyed by (axis, slice index)."""
-
-    label: int
-    prompts: dict[tuple[int, int], SlicePrompts] = field(default_factory=dict)
-    logits: dict[tuple[int, int], object] = field(default_factory=dict)
-
-
-@dataclass
-class UndoStep:
-    label: int
-    kind: str
-    edits: list[edits.SliceEdit]
-
-
-@dataclass
-class SessionState:
-    axis: int
-    label: int
-    objects: dict[int, ObjectState] = field(default_factory=dict)
-    undo: list[UndoStep] = field(default_factory=list)
-    next_label: int = 1
+__all__ = ["Change", "PromptMark", "PropagationPlan", "Session"]
 
 
 class Session:
@@ -77,7 +50,6 @@ class Session:
                  spacing: tuple[float, ...] | None = None, normalization: Normalization | None = None,
                  overwrite: bool = False, prefetch: int = 2, disk_cache: str | Path | None = None,
                  allow_rgb_shape: bool = False) -> None:
-        self.predictor: Predictor = predictor_for(model)
         self.is2d = check_image(image, allow_rgb_shape)
         self.image = image
         self._volume = image[None] if self.is2d else image
@@ -87,18 +59,19 @@ class Session:
         check_labels(labels, image.shape)
         self.labels = labels
         self._labels = labels[None] if self.is2d else labels
-        self.spacing = tuple(float(v) for v in spacing) if spacing is not None else (1.0,) * (2 if self.is2d else 3)
-        if len(self.spacing) != (2 if self.is2d else 3) or not all(np.isfinite(v) and v > 0 for v in self.spacing):
-            raise InputError(f"spacing must be {2 if self.is2d else 3} positive numbers in the image's axis order, got {spacing!r}")
+        self.spacing = check_spacing(spacing, 2 if self.is2d else 3)
         self.normalization = normalization or Normalization.percentile()
         self.value_range = self.normalization.value_range(self._volume)
         self.overwrite = overwrite
         self.prefetch = prefetch
         self.state = SessionState(axis=0 if self.is2d else check_axis(axis), label=0,
                                   next_label=int(labels.max()) + 1 if labels.size else 1)
-        start = self._unused_label()
+        start = unused_label(self._labels, self.state.objects, self.state.next_label)
         self.state.label, self.state.next_label = start, start + 1
         self.state.objects[start] = ObjectState(start)
+        self._owns_predictor = not isinstance(model, Predictor)
+        self.predictor: Predictor = as_predictor(model)
+        self._prefetching = None  # this session's background prefetch (a Prefetch handle)
         self.disk = None
         if disk_cache is not None:
             model_ = self.predictor.model
@@ -126,6 +99,10 @@ class Session:
     def n_slices(self) -> int:
         return self.shape[self.axis]
 
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.state.undo)
+
     def slice_u8(self, index: int, axis: int | None = None, raw: np.ndarray | None = None) -> np.ndarray:
         """Normalised (H, W) uint8 slice; NaN/inf in it is an :class:`InputError`. ``raw``: the slice's
         values when the caller has read them already (a lazy volume is then not read twice)."""
@@ -148,15 +125,14 @@ class Session:
     def add_point(self, point, positive: bool = True, axis: int | None = None) -> Change:
         """Add a positive/negative click at volume index (z, y, x) (or (row, col) in 2D) and re-segment that slice."""
         axis = self._axis(axis)
-        sp = to_slice_point(self._point3(point), self.shape, axis)
+        sp = locate(point, self.image.shape, axis)
         prompts = self._obj.prompts.get((axis, sp.index), SlicePrompts()).with_point(Point(sp.row, sp.col, bool(positive)))
         return self._segment_slice(axis, sp.index, prompts, "point")
 
     def add_box(self, corner_a, corner_b, axis: int | None = None) -> Change:
         """Set the box prompt from two opposite corners (volume indices on the same slice) and re-segment."""
         axis = self._axis(axis)
-        a = to_slice_point(self._point3(corner_a), self.shape, axis)
-        b = to_slice_point(self._point3(corner_b), self.shape, axis)
+        a, b = locate(corner_a, self.image.shape, axis), locate(corner_b, self.image.shape, axis)
         if a.index != b.index:
             raise PromptError(f"box corners lie on different slices ({a.index} and {b.index}) along axis {axis}")
         box = Box.from_corners((a.row, a.col), (b.row, b.col))
@@ -174,8 +150,7 @@ class Session:
             feats = self.predictor.features(u8, axis, index, self.disk, aspect)
             pred = self.predictor.decode(feats, prompts, shape2d, mask_input=obj.logits.get(key), aspect=aspect)
             mask, low_res = pred.mask, pred.low_res
-        edit = edits.record(self._view(axis, index), mask, obj.label, self.overwrite, axis, index,
-                            obj.prompts.get(key), obj.logits.get(key))
+        edit = self._record(obj, axis, index, mask, self.overwrite)
         obj.prompts[key] = prompts
         self._set_logits(obj, key, low_res)
         self.state.undo.append(UndoStep(obj.label, kind, [edit]))
@@ -184,12 +159,18 @@ class Session:
 
     # -- object verbs ----------------------------------------------------------------------------------------
     def undo(self) -> Change | None:
-        """Undo the last prompt, box, propagation or reset (its voxels and its prompts); ``None`` if nothing to undo."""
+        """Undo the last prompt, box, propagation or reset (its voxels and its prompts); ``None`` if nothing to undo.
+
+        When the step belongs to another object and the current one has no prompt yet (just started with
+        :meth:`next_object`), editing goes back to the step's object.
+        """
         if not self.state.undo:
             return None
         t0 = time.perf_counter()
         step = self.state.undo.pop()
         self._rollback(step)
+        if step.label != self.state.label and not self._obj.prompts:
+            self.select_object(step.label)
         return self._change(step.label, step.edits[0].axis if step.edits else self.axis, step.edits, t0)
 
     def _rollback(self, step: UndoStep) -> None:
@@ -205,17 +186,12 @@ class Session:
 
     def reset_object(self) -> Change:
         """Remove the current object's prompts and voxels everywhere (undoable)."""
-        t0 = time.perf_counter()
-        obj = self._obj
-        all_edits = []
+        t0, obj = time.perf_counter(), self._obj
         touched = {i for (ax, i) in obj.prompts if ax == self.axis} | set(self._slices_with_label(obj.label))
-        for index in sorted(touched):
-            key = (self.axis, index)
-            view = self._view(self.axis, index)
-            all_edits.append(edits.record(view, np.zeros(view.shape, bool), obj.label, False, self.axis, index,
-                                          obj.prompts.get(key), obj.logits.get(key)))
-        for ax, index in [k for k in obj.prompts if k[0] != self.axis]:
-            all_edits.append(edits.SliceEdit(ax, index, None, None, None, None, obj.prompts[(ax, index)], obj.logits.get((ax, index))))
+        all_edits = [self._record(obj, self.axis, index, None, False) for index in sorted(touched)]
+        for ax, index in [k for k in obj.prompts if k[0] != self.axis]:  # prompts on other axes: undo restores them
+            all_edits.append(edits.SliceEdit(ax, index, None, None, None, None, obj.prompts[(ax, index)],
+                                             obj.logits.get((ax, index))))
         obj.prompts.clear()
         obj.logits.clear()
         self.state.undo.append(UndoStep(obj.label, "reset", all_edits))
@@ -226,31 +202,11 @@ class Session:
         obj = self._obj
         if not obj.prompts and not self._slices_with_label(obj.label):
             return obj.label
-        label = self._unused_label()
+        label = unused_label(self._labels, self.state.objects, self.state.next_label)
         self.state.next_label = label + 1
         self.state.label = label
         self.state.objects[label] = ObjectState(label)
         return label
-
-    def _unused_label(self) -> int:
-        """The smallest id >= ``next_label`` that neither the buffer (painted by the user meanwhile) nor a session
-        object uses; else the smallest free id; :class:`InputError` when the dtype has none left."""
-        top = np.iinfo(self.labels.dtype).max
-        label = self.state.next_label
-        highest = max(int(self._labels.max()) if self._labels.size else 0, max(self.state.objects, default=0))
-        if highest < label <= top:  # the common case: above everything in use, no sort of the buffer needed
-            return label
-        used = np.union1d(np.unique(self._labels), np.fromiter(self.state.objects, np.int64))
-        run = np.concatenate([[label - 1], used[used >= label]])  # the first gap in this run is free
-        gaps = np.flatnonzero(np.diff(run) > 1)
-        candidate = int(run[gaps[0] if gaps.size else -1]) + 1
-        if candidate <= top:
-            return candidate
-        free = np.setdiff1d(np.arange(1, min(top, used.size + 1) + 1), used)
-        if free.size == 0:
-            raise InputError(f"every label id of the buffer's dtype {self.labels.dtype} is in use; "
-                             "use a wider integer type (e.g. numpy.uint32)")
-        return int(free[0])
 
     def select_object(self, label: int) -> None:
         """Continue editing an existing object (e.g. one loaded with the labels)."""
@@ -260,30 +216,49 @@ class Session:
         self.state.objects.setdefault(int(label), ObjectState(int(label)))
         self.state.next_label = max(self.state.next_label, int(label) + 1)
 
+    def commit_object(self) -> int:
+        """Finish the current object: its voxels stay, its prompts and undo steps go; returns the next object's label."""
+        label = self.state.label
+        self.state.undo = [step for step in self.state.undo if step.label != label]
+        self._obj.prompts.clear()
+        self._obj.logits.clear()
+        return self.next_object()
+
+    def prompts(self) -> list[PromptMark]:
+        """Every object's prompts for display, from the per-slice prompts (so always what undo left): per slice
+        its box (two inclusive corners), then its points in click order; volume indices (row, col in 2D)."""
+        return prompt_marks(self.state.objects, self.is2d)
+
     # -- volume verbs ------------------------------------------------------------------------------------------
     def propagate(self, progress: Progress | None = None, config: PropagationConfig | None = None) -> Change:
         """Propagate the current object from its prompted slices through the volume (both directions).
 
         Cancelling through ``progress`` keeps the slices done so far (``Change.cancelled``). Undoable as one step.
         """
+        return self.apply(self.plan_propagation(progress, config))
+
+    def plan_propagation(self, progress: Progress | None = None,
+                         config: PropagationConfig | None = None) -> PropagationPlan:
+        """The masks :meth:`propagate` would write, computed without writing the buffer or the state (a worker
+        may run this; :meth:`apply` then writes the plan on the buffer's thread). Errors leave nothing behind."""
         t0 = time.perf_counter()
         config = config or self.propagation
         progress = ensure(progress)
         obj, axis = self._obj, self.axis
+        if self.is2d:
+            raise InputError("propagation needs a 3D volume; this image is 2D")
         prompted = {i: p for (ax, i), p in obj.prompts.items() if ax == axis}
+        if not prompted:
+            raise InputError(f"nothing to propagate: object {obj.label} has no prompt along axis {axis}; "
+                             "click on a slice first")
         stops = {i for i, p in prompted.items() if p.is_stop_marker}
         seeds = {i: self._view(axis, i) == obj.label for i in prompted if i not in stops}
         seed_logits = {i: obj.logits[(axis, i)] for i in seeds if (axis, i) in obj.logits}
-        shape2d = slice_shape(self.shape, axis)
-
-        aspect = self.aspect(axis)
+        shape2d, aspect = slice_shape(self.shape, axis), self.aspect(axis)
         scores: dict[int, float] = {}
         raw = {i: np.asarray(self._volume[slice_index(axis, i)]) for i in seeds}
         pixels = np.concatenate([raw[i][m] for i, m in seeds.items()]) if seeds else np.zeros(0)
-        looks = IntensityModel.from_seeds(pixels) if pixels.size and config.min_content_match > 0 else None
-        background = background_value(self._volume) if config.trim_background and pixels.size else None
-        if background is not None and np.mean(pixels == background) >= 0.01:
-            background = None  # the object itself holds background-valued voxels: keep them
+        looks, background = content_rules(pixels, self._volume, config)
 
         def predict(index, prev_mask, prev_logits):
             raw[index] = np.asarray(self._volume[slice_index(axis, index)])  # read once: encoder, trim, stop rule
@@ -297,55 +272,48 @@ class Session:
             return pred.mask & (raw[index] != background), pred.low_res
 
         def stop(index, mask):
-            values = raw.pop(index)
-            if config.min_predicted_iou > 0 and scores.get(index, 1.0) < config.min_predicted_iou:
-                return f"the model's IoU estimate {scores[index]:.2f} is below {config.min_predicted_iou:.2f}"
-            if looks is not None:
-                match = looks.match(values, mask)
-                if match < config.min_content_match:
-                    return (f"only {match:.0%} of the mask has the object's intensities "
-                            f"({looks.low:.4g}..{looks.high:.4g}); the object ends here")
-            return None
+            return content_stop(raw.pop(index), mask, scores.get(index, 1.0), looks, config)
 
-        step = UndoStep(obj.label, "propagate", [])
+        plan = PropagationPlan(self, obj.label, axis, [], {}, False, (), 0.0)
         progress.start(max(0, self.n_slices - len(seeds)))
-        cancelled = False
         reasons: list[str] = []
-        try:
-            for index, mask, logits in walk(self.n_slices, seeds, seed_logits, stops, predict, config, stop, reasons):
-                key = (axis, index)
-                step.edits.append(edits.record(self._view(axis, index), mask, obj.label, self.overwrite, axis, index,
-                                               obj.prompts.get(key), obj.logits.get(key)))
-                self._set_logits(obj, key, logits)
-                progress.update(1)
-                if progress.cancelled():
-                    cancelled = True
-                    break
-            if not cancelled and config.direction == "both" and config.max_slices is None:
-                self._clear_unreached(obj, axis, set(prompted) | {e.index for e in step.edits}, step, reasons)
-        except BaseException:
-            self._rollback(step)  # an error part-way leaves the buffer and the state as they were
-            raise
-        self.state.undo.append(step)  # even when nothing changed: the next undo undoes this propagation
-        change = self._change(obj.label, axis, step.edits, t0)
-        change.cancelled = cancelled
-        change.notes = tuple(reasons)
-        return change
+        for index, mask, logits in walk(self.n_slices, seeds, seed_logits, stops, predict, config, stop, reasons):
+            plan.edits.append(self._diff(obj, axis, index, mask, self.overwrite))
+            plan.logits[(axis, index)] = logits
+            progress.update(1)
+            if progress.cancelled():
+                plan.cancelled = True
+                break
+        if not plan.cancelled and config.direction == "both" and config.max_slices is None:
+            # A re-propagation replaces the last one: the object's voxels on slices it no longer reaches (beyond
+            # a new stop marker, or where the walk now stops earlier) are cleared, in the same undo step.
+            reached = set(prompted) | {e.index for e in plan.edits}
+            stale = [i for i in self._slices_with_label(obj.label) if i not in reached]
+            for index in stale:
+                plan.edits.append(self._diff(obj, axis, index, None, False))
+                plan.logits[(axis, index)] = None
+            if stale:
+                reasons.append(f"cleared the object from {len(stale)} slice(s) an earlier propagation reached "
+                               f"({stale[0]}..{stale[-1]})")
+        plan.notes, plan.seconds = tuple(reasons), time.perf_counter() - t0
+        return plan
 
-    def _clear_unreached(self, obj: ObjectState, axis: int, reached: set[int], step: UndoStep,
-                         reasons: list[str]) -> None:
-        """A re-propagation replaces the last one: the object's voxels on slices it no longer reaches (beyond a
-        new stop marker, or where the walk now stops earlier) are cleared, as part of the same undo step."""
-        stale = [i for i in self._slices_with_label(obj.label) if i not in reached]
-        for index in stale:
-            key = (axis, index)
-            view = self._view(axis, index)
-            step.edits.append(edits.record(view, np.zeros(view.shape, bool), obj.label, False, axis, index,
-                                           obj.prompts.get(key), obj.logits.get(key)))
-            obj.logits.pop(key, None)
-        if stale:
-            reasons.append(f"cleared the object from {len(stale)} slice(s) an earlier propagation reached "
-                           f"({stale[0]}..{stale[-1]})")
+    def apply(self, plan: PropagationPlan) -> Change:
+        """Write a :meth:`plan_propagation` result (one undo step, even when nothing changed). A voxel is written
+        only where the buffer still holds what the plan found, so labels painted meanwhile are kept."""
+        if plan.owner is not self:
+            raise InputError("this propagation was planned by another session; propagate again")
+        t0 = time.perf_counter()
+        obj = self.state.objects.setdefault(plan.label, ObjectState(plan.label))
+        for edit in plan.edits:
+            edits.apply(self._view(edit.axis, edit.index), edit)
+        for key, logits in plan.logits.items():
+            self._set_logits(obj, key, logits)
+        self.state.undo.append(UndoStep(plan.label, "propagate", plan.edits))
+        change = self._change(plan.label, plan.axis, plan.edits, t0)
+        change.cancelled, change.notes = plan.cancelled, plan.notes
+        change.seconds += plan.seconds
+        return change
 
     def precompute(self, start: int | None = None, stop: int | None = None, axis: int | None = None,
                    progress: Progress | None = None) -> int:
@@ -359,9 +327,25 @@ class Session:
         """Tell the session the user looks at slice ``index``: it and its neighbours are encoded in the background."""
         self._prefetch_around(self._axis(axis), index, include_self=True)
 
+    def is_encoded(self, index: int, axis: int | None = None) -> bool:
+        """Whether slice ``index`` along ``axis`` is cached, so a click on it only decodes."""
+        axis = self._axis(axis)
+        self._check_index(index, axis)
+        return self.predictor.is_cached(self.slice_u8(index, axis), axis, index, self.disk, self.aspect(axis))
+
+    def encode(self, index: int, axis: int | None = None) -> None:
+        """Encode slice ``index`` along ``axis`` into the cache (a worker may run this)."""
+        axis = self._axis(axis)
+        self._check_index(index, axis)
+        self.predictor.features(self.slice_u8(index, axis), axis, index, self.disk, self.aspect(axis))
+
     def close(self) -> None:
-        """Drop pending background prefetches of this session."""
-        self.predictor._prefetch_generation += 1
+        """Drop this session's pending background prefetches (other sessions sharing the predictor keep theirs);
+        a predictor the session made itself (it was given a bare model) is closed too."""
+        if self._prefetching is not None:
+            self._prefetching.cancel()
+        if self._owns_predictor:
+            self.predictor.close()
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     @property
@@ -375,18 +359,24 @@ class Session:
             raise InputError("a 2D image has only one slicing axis (0)")
         return check_axis(axis)
 
-    def _point3(self, point) -> tuple:
-        p = tuple(point)
-        if self.is2d:
-            if len(p) != 2:
-                raise PromptError(f"a point on a 2D image is (row, col); got {format_point(point)}")
-            return (0,) + p
-        if len(p) != 3:
-            raise PromptError(f"a point in a volume is (z, y, x); got {format_point(point)}")
-        return p
+    def _check_index(self, index: int, axis: int) -> None:
+        if not 0 <= int(index) < self.shape[axis]:
+            raise InputError(f"slice {index} is outside 0..{self.shape[axis] - 1} along axis {axis}")
 
     def _view(self, axis: int, index: int) -> np.ndarray:
         return self._labels[slice_index(axis, index)]
+
+    def _diff(self, obj: ObjectState, axis: int, index: int, mask: np.ndarray | None, overwrite: bool):
+        """The edit writing ``mask`` (``None``: nothing) for ``obj`` on a slice, without writing it."""
+        key, view = (axis, index), self._view(axis, index)
+        mask = np.zeros(view.shape, bool) if mask is None else mask
+        return edits.diff(view, mask, obj.label, overwrite, axis, index, obj.prompts.get(key), obj.logits.get(key))
+
+    def _record(self, obj: ObjectState, axis: int, index: int, mask: np.ndarray | None, overwrite: bool):
+        """:meth:`_diff`, written."""
+        edit = self._diff(obj, axis, index, mask, overwrite)
+        edits.apply(self._view(axis, index), edit)
+        return edit
 
     def _set_logits(self, obj: ObjectState, key, logits) -> None:
         if logits is None:
@@ -407,7 +397,9 @@ class Session:
         order = [index] if include_self else []
         for d in range(1, self.prefetch + 1):
             order += [i for i in (index + d, index - d) if 0 <= i < self.shape[axis]]
-        self.predictor.prefetch([self._job(axis, i) for i in order], self.disk)
+        if self._prefetching is not None:
+            self._prefetching.cancel()  # the user moved on: this session's older prefetch is superseded
+        self._prefetching = self.predictor.prefetch([self._job(axis, i) for i in order], self.disk)
 
     def _change(self, label: int, axis: int, slice_edits: list, t0: float) -> Change:
         bbox = None

@@ -42,3 +42,16 @@ def check_labels(labels, shape: tuple[int, ...]) -> None:
         raise InputError(f"label buffer dtype {labels.dtype} is not an integer type; use e.g. numpy.uint16")
     if not labels.flags.writeable:
         raise InputError("the label buffer is read-only; pass a writeable array")
+
+
+def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    """Voxel size per image axis (``ndim`` positive finite numbers, the image's axis order); ``None`` -> all 1."""
+    if spacing is None:
+        return (1.0,) * ndim
+    try:
+        values = tuple(float(v) for v in spacing)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != ndim or not all(np.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"spacing must be {ndim} positive numbers in the image's axis order, got {spacing!r}")
+    return values

@@ -16,7 +16,6 @@ update so the bar repaints and Cancel works; MRML is not thread-safe.
 """
 
 import logging
-import sys
 import traceback
 
 import qt
@@ -42,12 +41,18 @@ class PGESAM(ScriptedLoadableModule):
         self.parent.title = _("PGE-SAM")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Markups", "Segmentations"]
-        self.parent.contributors = ["PGE-SAM developers"]
+        self.parent.contributors = ["PGE-SAM developers (PGE-SAM project)"]
         self.parent.helpText = _(
             "Interactive segmentation with Segment-Anything models that stay accurate on degraded scans. "
             "Place include/exclude points or an ROI box in the Red, Yellow or Green view; the result is written "
             "into the selected segmentation. See <a href='https://github.com/pge-sam/pge-sam'>the project page</a>.")
         self.parent.acknowledgementText = _("Built on Segment Anything (Meta AI) and 3D Slicer.")
+        self.versionProblem = deps.version_problem((slicer.app.majorVersion, slicer.app.minorVersion))
+        if self.versionProblem:  # shown at load; the panel stays disabled
+            self.parent.helpText = self.versionProblem + "<br><br>" + self.parent.helpText
+        from PGESAMSlicerLib import sampleData
+
+        slicer.app.connect("startupCompleted()", sampleData.registerSampleData)
 
 
 class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -61,7 +66,6 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._shortcuts = []
         self._observed = []  # (node, event) pairs observed for prompts
-        self._prompts = []  # undo stack: (markups node, control point id or None)
         self._progress = None
         self._missing = None  # cached deps.missing_requirements(); refreshed on enter and after installing
 
@@ -70,6 +74,11 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/PGESAM.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
+        problem = deps.version_problem((slicer.app.majorVersion, slicer.app.minorVersion))
+        if problem:
+            self.ui.statusLabel.text = problem
+            uiWidget.enabled = False
+            return
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PGESAMLogic()
         for placeWidget in (self.ui.includePlaceWidget, self.ui.excludePlaceWidget):
@@ -146,7 +155,6 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         state = self.logic.state
         if state is not None and state.key != self._sessionKey():
             self.logic.endSession()  # inputs, model or device changed: the next prompt starts afresh
-            self._prompts = []
         ready = bool(p.inputVolume and p.segmentation)
         for button in (self.ui.precomputeButton, self.ui.propagateButton, self.ui.nextSegmentButton,
                        self.ui.undoButton, self.ui.clearButton):
@@ -189,7 +197,6 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.WaitCursor():
             self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
-        self._prompts = []
 
     # -- prompts -----------------------------------------------------------------------------
     def _sliceNodeForPoint(self, positionWorld, required=True):
@@ -216,24 +223,26 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self._progress is not None
 
     def _onPointDefined(self, caller, event):
+        if self.logic.markups.syncing:  # the driver is redrawing the lists from the session's prompts
+            return
         index = caller.GetNumberOfControlPoints() - 1
         if self._busy():
             caller.RemoveNthControlPoint(index)
             return
         position = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPositionWorld(index, position)
-        pointId = caller.GetNthControlPointID(index)
         includeNode = self._parameterNode.includePoints
         include = includeNode is not None and caller.GetID() == includeNode.GetID()
         try:
-            with slicer.util.tryWithErrorDisplay(_("Could not use this point."), waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not start a session."), waitCursor=True):
                 self._ensureSession()
-                change = self.logic.addPoint(position, include, self._sliceNodeForPoint(position))
         except Exception:
-            caller.RemoveNthControlPoint(index)  # keep only prompts the session knows about
+            caller.RemoveNthControlPoint(index)  # no session: the point is no prompt
             return
-        self._prompts.append((caller, pointId))
-        self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
+        # A point the session refuses disappears: the lists are redrawn from the session's prompts.
+        with slicer.util.tryWithErrorDisplay(_("Could not use this point."), waitCursor=True):
+            change = self.logic.addPoint(position, include, self._sliceNodeForPoint(position))
+            self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
 
     def _onRoiChanged(self, caller, event):
         if self._busy():
@@ -243,7 +252,6 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not use this box."), waitCursor=True):
             self._ensureSession()
             change = self.logic.addBox(caller, self._sliceNodeForPoint(center, required=False))
-            self._prompts.append((caller, None))
             self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
 
     def placeIncludePoints(self):
@@ -264,54 +272,27 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             setattr(p, attribute, self.logic.createPointList(name, color))
         (self.ui.includePlaceWidget if include else self.ui.excludePlaceWidget).setPlaceModeEnabled(True)
 
-    def _clearPointLists(self):
-        for node in (self._parameterNode.includePoints, self._parameterNode.excludePoints):
-            if node:
-                node.RemoveAllControlPoints()
-        self._prompts = []
-
     # -- actions -----------------------------------------------------------------------------
     def onInstallDependencies(self):
-        """Ask, then install the pinned packages on the main thread; returns True when all are present."""
-        missing = deps.missing_requirements()
-        if not missing:
-            return True
-        cuda = deps.cuda_driver_present()
-        if not slicer.util.confirmOkCancelDisplay(deps.describe_install(deps.pip_install_steps(missing, cuda), cuda)):
-            return False
-        loadedBefore = set(sys.modules)
-        steps = []
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Installing dependencies failed."), waitCursor=True):
-                steps = self.logic.installDependencies(cuda)
-        except Exception:  # already shown to the user by tryWithErrorDisplay
-            logging.error(traceback.format_exc())
+        """Ask, then install through the PyTorch extension and pip in a worker with a progress dialog."""
+        from PGESAMSlicerLib import install
+
+        ok = install.installDependencies(parent=self.parent)
         self._missing = None
         self._updateStatus()
-        stale = deps.restart_required(steps, loadedBefore)
-        if stale:  # an older version is still loaded in this process
-            slicer.util.infoDisplay(deps.restart_message(stale))
-            self._updateStatus(_("Restart Slicer to finish installing {names}.").format(names=", ".join(stale)))
-            return False
-        return not self._missing
+        return ok
 
     def onUndo(self):
         if self._busy():
             return
         with slicer.util.tryWithErrorDisplay(_("Undo failed.")):
-            self.logic.undo()
-            if self._prompts:
-                node, pointId = self._prompts.pop()
-                index = node.GetNthControlPointIndexByID(pointId) if pointId is not None else -1
-                if index >= 0:
-                    node.RemoveNthControlPoint(index)
+            self.logic.undo()  # the point lists then show the session's prompts again
 
     def onClear(self):
         if self._busy():
             return
         with slicer.util.tryWithErrorDisplay(_("Clear failed.")):
             self.logic.clear()
-            self._clearPointLists()
 
     def onNextSegment(self):
         if self._busy():
@@ -319,13 +300,12 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start a new segment.")):
             self._ensureSession()
             segmentId = self.logic.nextSegment()
-            self._clearPointLists()
             name = self.logic.state.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
             self._updateStatus(_("Now segmenting '{name}'.").format(name=name))
 
     def onPrecompute(self):
         # Before the first prompt, encode along the axis the Red view shows; later, along the last prompt's axis.
-        red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed") if not self._prompts else None
+        red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed") if not self.logic.hasPrompts() else None
         self._runLong(lambda progress: self.logic.precompute(progress, red), _("Precomputing embeddings failed."))
 
     def onPropagate(self):

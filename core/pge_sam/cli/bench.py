@@ -94,6 +94,9 @@ def run_3d(args, names, model):
 
 
 def run(args) -> int:
+    from .._optional import check_extra
+
+    check_extra("bench", "pge-sam bench")
     from ..errors import InputError
     from ..evaluate.bench import run_benchmark
     from ..evaluate.sam_adapter import SessionClickPredictor

@@ -24,7 +24,10 @@ def run(args) -> int:
         for name in degrade.list_degradations(args.modality):
             print(degrade.describe(name))
         return 0
+    from .._optional import check_extra
     from ..degrade.preview import write_preview_grid
+
+    check_extra("bench", "pge-sam degrade preview")
 
     if args.image:
         from ..io import read_image

@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--axis", type=int, default=0, help="slicing axis of the volume: 0 (Z), 1 (Y) or 2 (X)")
     p.add_argument("--norm", default="percentile:0.5,99.5", help="percentile:LOW,HIGH or window:LEVEL,WIDTH")
     p.add_argument("--cache-dir", default=None, help="zarr folder for an on-disk embedding cache that survives restarts")
+    p.add_argument("--embeddings", default=None, metavar="STORE",
+                   help="embedding store made by `pge-sam precompute` for this image and model (checked; "
+                        "its slices are not encoded again)")
 
 
 def parse_point(text: str, ndim: int) -> tuple[tuple[float, ...], bool]:
@@ -101,6 +104,9 @@ def run(args) -> int:
     actions = getattr(args, "actions", None) or []
     if not any(kind in ("point", "box") for kind, _ in actions):
         raise InputError("give at least one --point or --box")
+    embeddings = getattr(args, "embeddings", None)
+    if embeddings and args.cache_dir:
+        raise InputError("give --embeddings or --cache-dir, not both (the embedding store is the disk cache)")
     image = load_input(args.image)
     ndim = image.array.ndim
     inputs = [image.source] if not image.source.startswith("sample:") else []
@@ -116,6 +122,10 @@ def run(args) -> int:
     session = Session(model, image.array, labels, axis=args.axis if ndim == 3 else 0, spacing=image.spacing,
                       normalization=Normalization.parse(args.norm), overwrite=args.overwrite, prefetch=0,
                       disk_cache=args.cache_dir)
+    if embeddings:
+        from ..embeddings import load_embeddings
+
+        load_embeddings(session, embeddings)
     t0 = time.perf_counter()
     for kind, value in actions:
         if kind == "point":

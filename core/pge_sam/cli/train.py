@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from .._optional import check_extra
+
+    check_extra("train", "pge-sam train")
     from ..train.config import TrainConfig
     from ..train.loop import export_checkpoint, plot_metrics, train
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import require
 from .general import register
 
 P_MAX = 4.0  # line integral (in units of 1/attenuation length) of the most attenuating ray
@@ -57,14 +58,14 @@ class _Scanner:
 
     def project(self, mu: np.ndarray | None = None) -> np.ndarray:
         """Sinogram ``(n_detectors, n_angles)`` of ``mu`` (default: the slice itself)."""
-        from skimage.transform import radon
+        radon = require("skimage.transform", "bench").radon
 
         image = self.mu if mu is None else mu
         return radon(image, theta=self.theta, circle=self.circle, preserve_range=True)
 
     def reconstruct(self, sinogram: np.ndarray) -> np.ndarray:
         """FBP of a sinogram in ``mu`` units back to the input's ``(H, W)`` intensity units."""
-        from skimage.transform import iradon
+        iradon = require("skimage.transform", "bench").iradon
 
         mu = iradon(sinogram, theta=self.theta, output_size=self.mu.shape[0], filter_name="ramp", circle=self.circle)
         return self.lo + mu[self.crop] * self.span

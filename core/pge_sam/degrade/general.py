@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from .._optional import require
 from ..errors import InputError
 
 MAX_SEVERITY = 3
@@ -174,7 +175,7 @@ def gaussian_noise(x, p, rng, lo, hi):
     stochastic=False, slicewise=True,
 )
 def gaussian_blur(x, p, rng, lo, hi):
-    from skimage.filters import gaussian
+    gaussian = require("skimage.filters", "bench").gaussian
 
     return gaussian(x, sigma=p["sigma_px"], mode="reflect", preserve_range=True)
 
@@ -217,7 +218,7 @@ def motion_blur(x, p, rng, lo, hi):
     stochastic=False, slicewise=True,
 )
 def downsample(x, p, rng, lo, hi):
-    from skimage.transform import resize
+    resize = require("skimage.transform", "bench").resize
 
     f = int(p["factor"])
     small_shape = tuple(max(1, int(round(n / f))) for n in x.shape)

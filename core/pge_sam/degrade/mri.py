@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import require
 from .general import register
 
 
 def _run_torchio(x: np.ndarray, transform) -> np.ndarray:
     """Apply a TorchIO intensity transform to a float64 ``(H, W)`` or ``(Z, Y, X)`` array."""
     import torch
-    import torchio as tio
+    tio = require("torchio", "bench")
 
     tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     tensor = tensor[None, None] if x.ndim == 2 else tensor[None]
@@ -57,7 +58,7 @@ def rician_noise(x, p, rng, lo, hi):
     stochastic=True, slicewise=False,
 )
 def bias_field(x, p, rng, lo, hi):
-    import torchio as tio
+    tio = require("torchio", "bench")
 
     order = int(p["order"])
     n_coefficients = (order + 1) * (order + 2) * (order + 3) // 6  # 3D monomials up to `order`
@@ -79,7 +80,7 @@ def bias_field(x, p, rng, lo, hi):
     stochastic=False, slicewise=False,
 )
 def ghosting(x, p, rng, lo, hi):
-    import torchio as tio
+    tio = require("torchio", "bench")
 
     transform = tio.Ghosting(
         num_ghosts=int(p["num_ghosts"]), axis=1, intensity=float(p["intensity"]), restore=None
@@ -101,7 +102,7 @@ def ghosting(x, p, rng, lo, hi):
     stochastic=True, slicewise=False,
 )
 def mri_motion(x, p, rng, lo, hi):
-    import torchio as tio
+    tio = require("torchio", "bench")
 
     signs = rng.choice([-1.0, 1.0], (2, 2, 3))
     degrees = signs[0] * rng.uniform(0.5, 1.0, (2, 3)) * p["degrees"]
@@ -127,7 +128,7 @@ def mri_motion(x, p, rng, lo, hi):
     stochastic=True, slicewise=False,
 )
 def spike(x, p, rng, lo, hi):
-    import torchio as tio
+    tio = require("torchio", "bench")
 
     # Relative k-space positions in [0, 1) per tensor axis, 0.5 = centre; draw the
     # largest set and use its first `spikes` rows so that levels are nested.

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._optional import require
 from . import MAX_SEVERITY, MODALITIES, apply, list_degradations
 from .general import DegradationError, check_image
 
@@ -48,8 +49,8 @@ def write_preview_grid(
     Returns:
         The path of the written PNG.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "bench").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "bench").Figure
 
     if modality not in MODALITIES:
         raise DegradationError(f"modality must be one of {MODALITIES}, got {modality!r}")

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .._optional import require
 from ..errors import InputError, PromptError
 
 
@@ -180,7 +181,7 @@ class RandomWalkerPredictor:
 
     def set_image(self, image: np.ndarray) -> None:
         """Store a normalised float64 copy of float ``(H, W)`` ``image`` (downsampled only when ``max_side`` asks)."""
-        from skimage.transform import resize
+        resize = require("skimage.transform", "bench").resize
 
         image = np.asarray(image, dtype=np.float32)
         work = unit_range(image, self.name)
@@ -200,7 +201,7 @@ class RandomWalkerPredictor:
         return min(h - 1, int((row + 0.5) * h / height)), min(w - 1, int((col + 0.5) * w / width))
 
     def _seeds(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> np.ndarray:
-        from skimage.draw import disk
+        disk = require("skimage.draw", "bench").disk
 
         (height, width), (h, w) = self._shape, self._work.shape
         seeds = np.zeros((h, w), dtype=np.int32)
@@ -225,8 +226,8 @@ class RandomWalkerPredictor:
 
     def predict(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None = None) -> np.ndarray:
         """Bool ``(H, W)`` mask from all clicks so far (and an optional box); see the class docstring."""
-        from skimage.segmentation import random_walker
-        from skimage.transform import resize
+        random_walker = require("skimage.segmentation", "bench").random_walker
+        resize = require("skimage.transform", "bench").resize
 
         if self._work is None:
             raise InputError("call set_image before predict")

@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._optional import require
 from ..errors import InputError
 from .baselines import RandomWalkerPredictor, box_centre_seed, check_prompts, seed_radii, unit_range
 
@@ -50,7 +51,7 @@ DEFAULT_PARAMS: dict[str, dict] = {
 
 def _disk(shape: tuple[int, int], row: int, col: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the pixels of ``shape`` within ``radius`` + 0.5 of ``(row, col)``."""
-    from skimage.draw import disk
+    disk = require("skimage.draw", "bench").disk
 
     return disk((row, col), radius + 0.5, shape=shape)
 
@@ -260,13 +261,13 @@ class WatershedPredictor(_Classical):
 
     def _prepare(self) -> None:
         from scipy import ndimage as ndi
-        from skimage.filters import sobel
+        sobel = require("skimage.filters", "bench").sobel
 
         smooth = ndi.gaussian_filter(self._work, self.sigma) if self.sigma > 0 else self._work
         self._relief = sobel(smooth).astype(np.float32)
 
     def _segment(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> np.ndarray:
-        from skimage.segmentation import watershed
+        watershed = require("skimage.segmentation", "bench").watershed
 
         shape = self._work.shape
         markers = np.zeros(shape, dtype=np.int32)
@@ -315,7 +316,7 @@ class GrabCutPredictor(_Classical):
         self._rgb = np.ascontiguousarray(np.repeat(to_uint8(self._work, 0.0, 1.0)[:, :, None], 3, axis=2))
 
     def _segment(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> np.ndarray:
-        import cv2
+        cv2 = require("cv2", "bench")
 
         shape = self._work.shape
         init = np.full(shape, cv2.GC_PR_BGD, dtype=np.uint8)
@@ -360,7 +361,7 @@ class LargeReference(_Classical):
 
     def _prepare(self) -> None:
         from scipy import ndimage as ndi
-        from skimage.filters import threshold_otsu
+        threshold_otsu = require("skimage.filters", "bench").threshold_otsu
 
         foreground = ndi.binary_fill_holes(self._work > threshold_otsu(self._work))
         self._labels = ndi.label(foreground, structure=np.ones((3, 3), bool))[0]

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from .._optional import require
 from ..errors import InputError, PromptError
 
 
@@ -131,7 +132,7 @@ class RandomWalker3D(_ClickMethod3D):
         self.factor = 1
 
     def _prepare(self, volume: np.ndarray) -> None:
-        from skimage.transform import resize
+        resize = require("skimage.transform", "bench").resize
 
         work = _normalise(volume)
         self.factor = max(1, math.ceil((volume.size / self.max_voxels) ** (1.0 / 3.0)))
@@ -144,8 +145,8 @@ class RandomWalker3D(_ClickMethod3D):
         return tuple(min(w - 1, int((p + 0.5) * w / s)) for p, w, s in zip(point, self._work.shape, self._shape))
 
     def _segment(self) -> np.ndarray:
-        from skimage.segmentation import random_walker
-        from skimage.transform import resize
+        random_walker = require("skimage.segmentation", "bench").random_walker
+        resize = require("skimage.transform", "bench").resize
 
         seeds = np.zeros(self._work.shape, np.int32)
         for axis in range(3):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
 from ..errors import InputError
 from .paired import Paired, cost_markdown, degradation_cost, paired_difference, paired_markdown
 
@@ -239,8 +240,8 @@ def per_target_markdown(rows: list[dict]) -> str:
 
 
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "bench").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "bench").Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)

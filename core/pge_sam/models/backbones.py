@@ -3,7 +3,8 @@
 ``vit_b``/``vit_l``/``vit_h`` are the official architectures (1024 input, 16-px
 patches, 256-channel prompt space). ``tiny`` is this project's small SAM built
 from the same classes with smaller sizes (256 input, 8-px patches so the
-embedding grid stays 32x32, 128-channel prompt space); it is trained by
+embedding grid stays 32x32, 128-channel prompt space, and the high-resolution
+detail path of :mod:`.detail` giving 256x256 masks); it is trained by
 ``pge_sam.train`` and shipped inside the package.
 """
 
@@ -32,6 +33,12 @@ class BackboneSpec:
     decoder_heads: int = 8
     decoder_depth: int = 2
     iou_head_hidden_dim: int = 256
+    detail: bool = False
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the decoder's mask output: the full input with the detail path, else :attr:`lowres_size`."""
+        return self.img_size if self.detail else self.lowres_size
 
     @property
     def embed_size(self) -> int:
@@ -66,6 +73,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         decoder_mlp_dim=512,
         decoder_heads=4,
         iou_head_hidden_dim=128,
+        detail=True,
     ),
 }
 
@@ -114,10 +122,16 @@ def build_sam(spec: BackboneSpec):
         iou_head_depth=3,
         iou_head_hidden_dim=spec.iou_head_hidden_dim,
     )
-    return Sam(
+    sam = Sam(
         image_encoder=encoder,
         prompt_encoder=prompt_encoder,
         mask_decoder=decoder,
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+    if spec.detail:  # saved and loaded with the rest of the SAM (``detail.*`` keys)
+        from .detail import DetailPath
+
+        with torch.random.fork_rng(devices=[]):  # leaves the global RNG stream of later modules as it was
+            sam.detail = DetailPath(spec.prompt_dim)
+    return sam

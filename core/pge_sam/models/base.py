@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .backbones import BackboneSpec
+from .detail import DETAIL_KEYS, predict_masks
 
 
 @dataclass
@@ -41,6 +43,13 @@ class PromptBatch:
     @property
     def points(self):
         return None if self.coords is None else (self.coords, self.labels)
+
+
+def detail_features(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The ``detail_s*`` entries of a feature dict, or ``None`` when the backbone has no detail path."""
+    if DETAIL_KEYS[0] not in features:
+        return None
+    return {k: features[k] for k in DETAIL_KEYS}
 
 
 class SegmentationModel(nn.Module):
@@ -70,7 +79,12 @@ class SegmentationModel(nn.Module):
         ``sam.preprocess`` (S = ``spec.img_size``). Returns ``{"embedding":
         (B, C, h, w)}`` plus variant extras, each with leading batch dim B.
         """
-        return {"embedding": self.sam.image_encoder(images)}
+        return {"embedding": self.sam.image_encoder(images), **self.encode_detail(images)}
+
+    def encode_detail(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The high-resolution detail features (``detail_s4/s2/s1``) of a backbone that has them, else ``{}``."""
+        detail = getattr(self.sam, "detail", None)
+        return {} if detail is None else detail.encoder(images)
 
     def encode_backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One encoder pass: the neck embedding (B, D, h, w) and the early feature (B, C, h, w).
@@ -91,38 +105,62 @@ class SegmentationModel(nn.Module):
     def decode(
         self, features: dict[str, torch.Tensor], prompts: PromptBatch, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-res mask logits (1, M, L, L) and IoU predictions (1, M); M = 3 if ``multimask`` else 1."""
-        return self._sam_decode(features["embedding"], prompts, multimask)
+        """Mask logits (1, M, m, m) and IoU predictions (1, M); M = 3 if ``multimask`` else 1.
 
-    def _sam_decode(self, embedding: torch.Tensor, prompts: PromptBatch, multimask: bool):
-        """SAM's prompt encoder + mask decoder.
+        m = ``spec.mask_size``: the full input side with the detail path, else
+        the low-res side L = 4 x the embedding side.
+        """
+        return self._sam_decode(features["embedding"], prompts, multimask, detail_features(features))
+
+    def _sam_decode(self, embedding: torch.Tensor, prompts: PromptBatch, multimask: bool,
+                    detail: dict[str, torch.Tensor] | None = None):
+        """SAM's prompt encoder + mask decoder (with the detail path when ``detail`` is given).
 
         ``embedding``: (B, C, h, w); the prompts hold B * K prompt sets in
         image-major order (K per image). segment-anything's decoder pairs one
         image with many prompt sets, so it runs once per image on that image's K sets.
+        ``detail``: the ``detail_s*`` tensors, batch B (or 1 per image).
         """
+        prompts = self.lowres_prompts(prompts)
         sparse, dense = self.sam.prompt_encoder(points=prompts.points, boxes=prompts.box, masks=prompts.mask_input)
         pe = self.sam.prompt_encoder.get_dense_pe()
         b = embedding.shape[0]
         k = sparse.shape[0] // b
-        outs = [
-            self.sam.mask_decoder(
-                image_embeddings=embedding[i : i + 1],
-                image_pe=pe,
-                sparse_prompt_embeddings=sparse[i * k : (i + 1) * k],
-                dense_prompt_embeddings=dense[i * k : (i + 1) * k],
-                multimask_output=multimask,
-            )
-            for i in range(b)
-        ]
+        if detail:
+            pick = slice(1, None) if multimask else slice(0, 1)
+            outs = []
+            for i in range(b):
+                masks, iou = predict_masks(self.sam.mask_decoder, self.sam.detail.head, embedding[i : i + 1], pe,
+                                           sparse[i * k : (i + 1) * k], dense[i * k : (i + 1) * k],
+                                           {n: v[i : i + 1] for n, v in detail.items()})
+                outs.append((masks[:, pick], iou[:, pick]))
+        else:
+            outs = [
+                self.sam.mask_decoder(
+                    image_embeddings=embedding[i : i + 1],
+                    image_pe=pe,
+                    sparse_prompt_embeddings=sparse[i * k : (i + 1) * k],
+                    dense_prompt_embeddings=dense[i * k : (i + 1) * k],
+                    multimask_output=multimask,
+                )
+                for i in range(b)
+            ]
         if len(outs) == 1:
             return outs[0]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
+    def lowres_prompts(self, prompts: PromptBatch) -> PromptBatch:
+        """``prompts`` with a full-resolution ``mask_input`` (the detail path's output fed back) area-resized to L."""
+        lowres = self.spec.lowres_size
+        if prompts.mask_input is None or prompts.mask_input.shape[-1] == lowres:
+            return prompts
+        return PromptBatch(prompts.coords, prompts.labels, prompts.box,
+                           F.interpolate(prompts.mask_input, (lowres, lowres), mode="area"))
+
     # -- identity ------------------------------------------------------------
     def extra_state_names(self) -> tuple[str, ...]:
         """Names of the variant's cached per-slice tensors beyond ``embedding``."""
-        return ()
+        return DETAIL_KEYS if self.spec.detail else ()
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters a variant trains on top of the frozen SAM (none for plain SAM)."""

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backbones import BackboneSpec
-from .base import PromptBatch, SegmentationModel
+from .base import PromptBatch, SegmentationModel, detail_features
 
 
 def _ln2d(channels: int):
@@ -130,7 +130,7 @@ class PGESamModel(SegmentationModel):
 
     def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         embedding, early = self.encode_backbone(images)
-        return {"embedding": embedding, "early_proj": self.pge.msfi(early)}
+        return {"embedding": embedding, "early_proj": self.pge.msfi(early), **self.encode_detail(images)}
 
     def decode(self, features, prompts: PromptBatch, multimask: bool):
         low_res, iou, _ = self.decode_with_embedding(features, prompts, multimask)
@@ -142,6 +142,7 @@ class PGESamModel(SegmentationModel):
         With T = B * K prompt sets for B images, each image's features serve its
         K prompt sets; the enhanced embedding is per prompt set.
         """
+        prompts = self.lowres_prompts(prompts)
         embedding, early = features["embedding"], features["early_proj"]
         n = (prompts.coords if prompts.coords is not None else prompts.box).shape[0]
         if n != embedding.shape[0]:
@@ -149,11 +150,14 @@ class PGESamModel(SegmentationModel):
             embedding, early = embedding.repeat_interleave(k, 0), early.repeat_interleave(k, 0)
         maps = guidance_maps(prompts, self.spec.img_size, self.spec.lowres_size, n, embedding.device)
         enhanced = self.pge.enhance(embedding, early, maps)
-        low_res, iou = self._sam_decode(enhanced, prompts, multimask)
+        detail = detail_features(features)
+        if detail is not None and enhanced.shape[0] != features["embedding"].shape[0]:  # one enhanced map per prompt set
+            detail = {name: v.repeat_interleave(k, 0) for name, v in detail.items()}
+        low_res, iou = self._sam_decode(enhanced, prompts, multimask, detail)
         return low_res, iou, enhanced
 
     def extra_state_names(self) -> tuple[str, ...]:
-        return ("early_proj",)
+        return ("early_proj", *super().extra_state_names())
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.pge.parameters())

@@ -18,7 +18,7 @@ its weights:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..device import resolve_device
@@ -153,8 +153,15 @@ def require_weights(name: str, checkpoint: str | Path | None = None, adapter: st
                                       f"--backbone {info.backbone}`, pass --adapter PATH, or use sam_{info.backbone}")
 
 
-def load_base(model: SegmentationModel, path: Path) -> None:
-    """Load base SAM weights from an official ``.pth`` or a project safetensors file."""
+def load_base(model: SegmentationModel, path: Path, new_detail_ok: bool = False) -> None:
+    """Load base SAM weights from an official ``.pth`` or a project safetensors file.
+
+    A tiny-backbone file written before the detail path existed (no ``detail.*``
+    tensors, e.g. sam_tiny v5) loads as the model it was: the detail path is
+    removed. ``new_detail_ok`` (training): the path is kept with its
+    initialisation instead (zero contribution: the masks are the file's model's,
+    upsampled), to be trained on top.
+    """
     backbone = model.spec.name
     if not path.is_file():
         if backbone == "tiny" and path == shipped_path("sam_tiny"):
@@ -166,11 +173,23 @@ def load_base(model: SegmentationModel, path: Path) -> None:
     if path.suffix == ".safetensors":
         tensors, meta = W.read_safetensors(path)
         check_meta(meta, path, kind="sam", backbone=backbone)
+        if hasattr(model.sam, "detail") and not any(k.startswith("detail.") for k in tensors):
+            if new_detail_ok:
+                tensors = dict(tensors, **{f"detail.{k}": v for k, v in model.sam.detail.state_dict().items()})
+            else:
+                drop_detail(model)
         W.load_into(model.sam, tensors, path, f"sam_{backbone}")
     else:
         expected = W.OFFICIAL[backbone].sha256 if (backbone in W.OFFICIAL and path.name == W.OFFICIAL[backbone].filename) else None
         W.load_sam_checkpoint(model.sam, path, f"sam_{backbone}", expected_sha256=expected)
     model.weights_changed(str(path))
+
+
+def drop_detail(model: SegmentationModel) -> None:
+    """Remove the detail path: ``model`` becomes the plain SAM of its backbone (128x128 masks for tiny)."""
+    del model.sam.detail
+    model.spec = replace(model.spec, detail=False)
+    model.weights_changed()
 
 
 def load_adapter(model: PGESamModel, path: Path) -> None:

@@ -206,6 +206,7 @@ class RobustSamModel(SegmentationModel):
         ``image_features(..., clean=True)``); the logits are SAM's.
         """
         dec = self.sam.mask_decoder
+        prompts = self.lowres_prompts(prompts)
         sparse, dense = self.sam.prompt_encoder(points=prompts.points, boxes=prompts.box, masks=prompts.mask_input)
         b, t = embedding.shape[0], sparse.shape[0]
         k = t // b

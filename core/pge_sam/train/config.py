@@ -41,6 +41,20 @@ class TrainConfig:
     term: binary cross-entropy of the mask logits at every click so far
     against the click's label (a positive click must end up inside the mask,
     a negative one outside), averaged over clicks.
+    ``monotone_weight`` > 0 punishes a corrective click that moves the mask away
+    from the truth: ``relu(soft IoU before the click - soft IoU after)``,
+    averaged over targets (the round before is detached).
+    ``synthseg_prob``: share of scenes drawn from the SynthSeg-style brain
+    generator (:mod:`.synthseg`) instead of :mod:`.synth`'s scenes.
+    ``degrade_base`` (base stage): feed the model a degraded image (the
+    library's degradations, ``severities``) with probability ``1 - clean_prob``,
+    so the base itself learns to hold up on degraded scans.
+    ``val_select``: the validation score that picks the exported best checkpoint:
+    ``"iou_last"`` (IoU after ``val_clicks`` clicks) or ``"miou"`` (mean IoU over
+    clicks 1..``val_clicks``, the benchmark's headline).
+    ``workers`` > 0: draw each step's scenes in that many worker processes
+    (the GPU recipe: the generators are numpy, and a large batch would wait on
+    one core); the scenes are the same as with ``workers: 0``.
     ``amp``: bf16 autocast for the image encoder (CUDA, and CPUs with bf16
     support: about 2x faster on this project's AMX CPUs); decoder and losses stay fp32.
     """
@@ -61,6 +75,11 @@ class TrainConfig:
     box_prob: float = 0.4
     center_click_prob: float = 0.0
     click_weight: float = 0.0
+    monotone_weight: float = 0.0
+    synthseg_prob: float = 0.0
+    degrade_base: bool = False
+    val_select: str = "iou_last"
+    workers: int = 0
     train_encoder: bool = True
     frl: str = "foreground"
     frl_weight: float = 10.0
@@ -93,6 +112,10 @@ class TrainConfig:
             raise InputError(f"grad_rounds must be >= 0 (0: every round), got {self.grad_rounds!r}")
         if not 0.0 <= self.center_click_prob <= 1.0:
             raise InputError(f"center_click_prob must be in [0, 1], got {self.center_click_prob!r}")
+        if self.val_select not in ("iou_last", "miou"):
+            raise InputError(f"val_select must be 'iou_last' or 'miou', got {self.val_select!r}")
+        if not 0.0 <= self.synthseg_prob <= 1.0 or self.monotone_weight < 0:
+            raise InputError("synthseg_prob must be in [0, 1] and monotone_weight >= 0")
         if self.click_weight < 0:
             raise InputError(f"click_weight must be >= 0, got {self.click_weight!r}")
         if not self.train_encoder and (self.stage != "base" or not self.init):
@@ -119,7 +142,9 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
-        import yaml
+        from .._optional import require
+
+        yaml = require("yaml", extra="train")
 
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         data.update({k: v for k, v in overrides.items() if v is not None})

@@ -42,9 +42,14 @@ def pick_targets(masks: np.ndarray, k: int, min_area: int, rng: np.random.Genera
 
 def make_sample(seed: int, cfg: TrainConfig, synth: SynthConfig, degradations: list[str]) -> Sample:
     """Scene ``seed`` -> ``cfg.targets_per_image`` random objects (distinct when the scene has enough),
-    a random flip/rot90, and (pge and robust stages) a degraded twin."""
+    a random flip/rot90, and (pge and robust stages, or ``degrade_base``) a degraded twin."""
     rng = np.random.default_rng(seed)
-    scene = generate_scene(seed, synth)
+    if cfg.synthseg_prob and np.random.default_rng(seed + 31).random() < cfg.synthseg_prob:
+        from .synthseg import generate_synthseg_scene
+
+        scene = generate_synthseg_scene(seed, synth.size)
+    else:
+        scene = generate_scene(seed, synth)
     pick = pick_targets(scene.masks, cfg.targets_per_image, cfg.min_target_area, rng)
     image, gts = scene.image, scene.masks[pick]
     turns = int(rng.integers(4))
@@ -54,7 +59,7 @@ def make_sample(seed: int, cfg: TrainConfig, synth: SynthConfig, degradations: l
     image, gt = np.ascontiguousarray(image), np.ascontiguousarray(gts)
     clean = normalise(image)
     degraded = clean
-    if cfg.stage != "base" and rng.random() >= cfg.clean_prob:
+    if (cfg.stage != "base" or cfg.degrade_base) and rng.random() >= cfg.clean_prob:
         from ..degrade import apply
 
         name = degradations[rng.integers(len(degradations))]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import math
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 import os
 import time
 from pathlib import Path
@@ -24,11 +26,11 @@ from ..models.base import PromptBatch
 from ..models.registry import build_model, load_base, save_adapter, save_base, save_robust_adapter
 from .config import TrainConfig
 from .data import gt_to_input, make_sample, to_model_input
-from .losses import click_loss, consistency_losses, reconstruction_loss, segmentation_loss
+from .losses import click_loss, consistency_losses, reconstruction_loss, segmentation_loss, soft_iou
 from .rounds import corrective_clicks, first_click, jittered_box
 from .synth import SynthConfig
 
-METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "token", "feature", "iou_first", "iou_last", "lr",
+METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "monotone", "token", "feature", "iou_first", "iou_last", "lr",
            "seconds"]
 ADAPTER_MODELS = {"pge": "pge_sam", "robust": "robust_sam"}
 
@@ -48,8 +50,10 @@ def build_for(cfg: TrainConfig, rank: int):
     if cfg.stage == "base":
         model = build_model(f"sam_{cfg.backbone}", pretrained=False, device=device)
         if cfg.init:
-            load_base(model, Path(cfg.init))
+            load_base(model, Path(cfg.init), new_detail_ok=True)
         modules = [model.sam] if cfg.train_encoder else [model.sam.prompt_encoder, model.sam.mask_decoder]
+        if not cfg.train_encoder and hasattr(model.sam, "detail"):
+            modules.append(model.sam.detail)
         params = [p for m in modules for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
@@ -81,9 +85,10 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
     robust: ``embedding`` and the tails-only ``robust_features``), or ``None``.
     """
     b, size = gt.shape[0], model.spec.img_size
-    # Losses at the decoder's low-res output (size / 2 for every backbone): the GT is
-    # area-downsampled to a soft target, 4x cheaper than upsampling the logits.
-    low = size // 2
+    # Losses at the decoder's output: size / 2 for the official backbones (the GT is
+    # area-downsampled to a soft target, 4x cheaper than upsampling the logits), the
+    # full input with the detail path (``spec.mask_size``).
+    low = size if model.spec.detail else size // 2
     target = F.adaptive_avg_pool2d(gt[:, None].float(), low)
     use_box = rng.random() < cfg.box_prob
     coords = torch.zeros(b, 0, 2, device=gt.device)
@@ -96,8 +101,8 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
     graded = _graded_rounds(cfg, rng)
     mask_input, pred = None, None
     total = torch.zeros((), device=gt.device)
-    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0, "token": 0.0, "feature": 0.0}
-    ious = []
+    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0, "monotone": 0.0, "token": 0.0, "feature": 0.0}
+    ious, prev_soft = [], None
     for r in range(cfg.rounds):
         if r > 0 and r not in mask_only:
             c, lab = corrective_clicks(pred, gt, gen, cfg.center_click_prob)
@@ -124,6 +129,10 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
                     click = click_loss(logits[pick, best], coords, labels, size)
                     loss = loss + cfg.click_weight * click
                     parts["click"] += float(click.detach()) / len(graded)
+                if cfg.monotone_weight and prev_soft is not None and r not in mask_only:
+                    drop = torch.relu(prev_soft - soft_iou(logits[pick, best], target[:, 0])).mean()
+                    loss = loss + cfg.monotone_weight * drop
+                    parts["monotone"] += float(drop.detach()) / len(graded)
                 parts["seg"] += float(seg[pick, best].mean().detach()) / len(graded)
                 parts["iou_mse"] += float(iou_mse.mean().detach()) / len(graded)
                 if cfg.stage == "robust" and teacher is not None:
@@ -141,6 +150,9 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
                     parts["frl"] += float(frl.detach()) / len(graded)
                 total = total + loss / len(graded)
         ious.append(float(true_iou[pick, best].mean()))
+        if cfg.monotone_weight:
+            with torch.no_grad():
+                prev_soft = soft_iou(logits[pick, best].detach(), target[:, 0])
         mask_input = low_res[pick, best][:, None].detach().float()
         with torch.no_grad():
             pred = F.interpolate(mask_input, (size, size), mode="bilinear", align_corners=False)[:, 0] > 0
@@ -190,6 +202,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         if step == 0:  # the starting point is a candidate too (an init that training does not beat is kept)
             best_val = _validate_and_keep(model, cfg, val_samples, 0, 0.0, best_val)
     gen = torch.Generator(device=model.device)
+    pool = ProcessPoolExecutor(cfg.workers) if cfg.workers > 0 else None
     log = out / "metrics.csv"
     new_log = not log.is_file()
     columns = METRICS if new_log else _header(log)  # a resumed run keeps its file's columns
@@ -202,7 +215,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         while step < cfg.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            loss, parts = batch_loss(model, cfg, step, synth, degradations, gen, rank, world)
+            loss, parts = batch_loss(model, cfg, step, synth, degradations, gen, rank, world, pool)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if world > 1:
@@ -231,6 +244,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                             "step": step, "elapsed": elapsed, "best_val": best_val, "config": cfg.to_dict()}, tmp)
                 os.replace(tmp, ckpt)
         bar.close()
+    if pool is not None:
+        pool.shutdown()
     return export(model, cfg, step, elapsed) if rank == 0 else out / "unused"
 
 
@@ -247,21 +262,23 @@ def _validate_and_keep(model, cfg: TrainConfig, samples, step: int, elapsed: flo
     scores = validate(model, samples, cfg.val_clicks)
     path = Path(cfg.out_dir) / "validation.csv"
     new = not path.is_file()
-    improved = scores["val_iou_last"] > best
+    score = scores["val_miou" if cfg.val_select == "miou" else "val_iou_last"]
+    improved = score > best
     with open(path, "a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, ["step", "val_iou_first", "val_iou_last", "best"])
+        columns = ["step", "val_iou_first", "val_iou_last", "val_miou", "val_drop_rate", "best"]
+        writer = csv.DictWriter(fh, columns if new else _header(path), extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow({"step": step, **{k: round(v, 5) for k, v in scores.items()}, "best": int(improved)})
     if improved:
         export(model, cfg, step, elapsed, prefix="best_")
         model.train()
-        return scores["val_iou_last"]
+        return score
     return best
 
 
 def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradations: list[str],
-               gen: torch.Generator, rank: int = 0, world: int = 1):
+               gen: torch.Generator, rank: int = 0, world: int = 1, pool=None):
     """The loss of training step ``step`` on rank ``rank``: draws its scenes, encodes, runs the rounds.
 
     Every random draw derives from (``cfg.seed``, ``step``, ``rank``), so a resumed run
@@ -269,7 +286,10 @@ def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradati
     with the same arguments gives the same batch. Returns (loss, parts dict).
     """
     seeds = [cfg.seed * 1_000_003 + (step * world + rank) * cfg.batch_size + i for i in range(cfg.batch_size)]
-    samples = [make_sample(s, cfg, synth, degradations) for s in seeds]
+    if pool is not None:
+        samples = list(pool.map(partial(make_sample, cfg=cfg, synth=synth, degradations=degradations), seeds))
+    else:
+        samples = [make_sample(s, cfg, synth, degradations) for s in seeds]
     rng = np.random.default_rng(seeds[0] + 17)
     gen.manual_seed(cfg.seed * 7919 + step * world + rank)
     gts_np = [g for s in samples for g in s.gts]  # image-major: K targets per image
@@ -289,8 +309,9 @@ def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradati
 def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
     """Per-batch image features and the clean image's tensors for the consistency terms (``None`` in the base stage)."""
     if cfg.stage == "base":
-        # With train_encoder false the encoder's parameters stay frozen, so no graph is built here.
-        return {"embedding": model.sam.image_encoder(images)}, None
+        # With train_encoder false the encoder's parameters stay frozen, so no graph is built there
+        # (the detail path, trained with the decoder, still builds one).
+        return model.encode(images), None
     with torch.no_grad():
         embedding, early = model.encode_backbone(images)
         if cfg.stage == "robust":
@@ -299,7 +320,8 @@ def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
         teacher = None
         if cfg.frl != "none":  # the clean twin is only encoded when the FRL needs it
             teacher = {"embedding": model.sam.image_encoder(to_model_input(model, [s.clean for s in samples]))}
-    return {"embedding": embedding, "early_proj": model.pge.msfi(early)}, teacher
+        detail = model.encode_detail(images)
+    return {"embedding": embedding, "early_proj": model.pge.msfi(early), **detail}, teacher
 
 
 def _trainable(model, cfg: TrainConfig):
@@ -348,7 +370,9 @@ def export_checkpoint(run_dir: str | Path, to: str | Path | None = None) -> Path
 
 def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
     """Loss and training IoU curves of a run (matplotlib, Agg)."""
-    import matplotlib
+    from .._optional import require
+
+    matplotlib = require("matplotlib", extra="train")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -33,6 +33,13 @@ def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
 
 
+def soft_iou(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft IoU of ``sigmoid(logits)`` with a soft ``target``: (B, H, W) -> (B,)."""
+    p, t = torch.sigmoid(logits).flatten(1), target.flatten(1)
+    inter = (p * t).sum(-1)
+    return (inter + eps) / (p.sum(-1) + t.sum(-1) - inter + eps)
+
+
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor):
     """``20 * focal + dice`` per mask, plus MSE of the IoU head; returns (seg (B, M), iou_mse (B, M), iou (B, M))."""
     seg = 20.0 * focal_loss(logits, target) + dice_loss(logits, target)

@@ -44,7 +44,9 @@ def write_synth_preview(out_png, n: int = 12, config: SynthConfig | None = None,
     white. Uses matplotlib's Agg canvas (no display, no pyplot state).
     Returns the written path; its parent folder is created if missing.
     """
-    import matplotlib
+    from .._optional import require
+
+    matplotlib = require("matplotlib", extra="train")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

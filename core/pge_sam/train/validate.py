@@ -27,28 +27,30 @@ VAL_SEED_BASE = 900_000_000
 
 def validation_samples(cfg: TrainConfig, synth: SynthConfig, degradations: list[str]) -> list:
     """``cfg.val_scenes`` fixed held-out :class:`~.data.Sample` s with one target each."""
-    val_cfg = replace(cfg, targets_per_image=1, clean_prob=0.0)
+    val_cfg = replace(cfg, targets_per_image=1, clean_prob=0.5 if cfg.stage == "base" else 0.0)
     return [make_sample(VAL_SEED_BASE + i, val_cfg, synth, degradations) for i in range(cfg.val_scenes)]
 
 
 def validate(model, samples: list, clicks: int) -> dict[str, float]:
-    """Mean IoU after click 1 and after click ``clicks`` over ``samples`` (model left in train mode)."""
+    """Mean IoU after click 1, after click ``clicks`` and over clicks 1..``clicks`` over ``samples``, and the
+    share of click steps whose IoU dropped by more than 0.02 (model left in train mode)."""
     from ..evaluate.sam_adapter import SessionClickPredictor
 
     was_training = model.training
     model.eval()
-    first, last = [], []
+    curves = []
     try:
         with torch.no_grad():
             predictor = SessionClickPredictor(model)
             for sample in samples:
                 predictor.set_image(sample.degraded.astype(np.float32))
                 ious, _ = click_ious(predictor, sample.gts[0], clicks)
-                first.append(ious[0])
-                last.append(ious[-1])
+                curves.append(np.asarray(ious, dtype=float))
     finally:
         model.train(was_training)
-    return {"val_iou_first": float(np.mean(first)), "val_iou_last": float(np.mean(last))}
+    steps = np.concatenate([np.diff(c) for c in curves]) if clicks > 1 else np.zeros(1)
+    return {"val_iou_first": float(np.mean([c[0] for c in curves])), "val_iou_last": float(np.mean([c[-1] for c in curves])),
+            "val_miou": float(np.mean([c.mean() for c in curves])), "val_drop_rate": float(np.mean(steps < -0.02))}
 
 
 def per_degradation_table(backbone: str = "tiny", base_weights=None, adapter=None, severity: int = 3,

@@ -48,12 +48,6 @@ def _shape3(shape_kji: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def full_bbox(shape_kji: Sequence[int]) -> Bbox:
-    """The box covering a whole volume of shape (K, J, I)."""
-    k, j, i = _shape3(shape_kji)
-    return slice(0, k), slice(0, j), slice(0, i)
-
-
 def normalize_bbox(bbox: Sequence[slice], shape_kji: Sequence[int]) -> Bbox:
     """Validate a (K, J, I) box against a volume shape and fill ``None`` bounds.
 
@@ -83,16 +77,6 @@ def normalize_bbox(bbox: Sequence[slice], shape_kji: Sequence[int]) -> Bbox:
 def bbox_is_empty(bbox: Sequence[slice]) -> bool:
     """True when any axis of a normalized box has no voxels."""
     return any(s.stop <= s.start for s in bbox)
-
-
-def union_bbox(a: Sequence[slice] | None, b: Sequence[slice] | None) -> Bbox | None:
-    """Smallest box containing two normalized boxes; ``None`` or empty boxes are ignored."""
-    boxes = [tuple(x) for x in (a, b) if x is not None and not bbox_is_empty(x)]
-    if not boxes:
-        return None
-    if len(boxes) == 1:
-        return boxes[0]  # type: ignore[return-value]
-    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(*boxes))  # type: ignore[return-value]
 
 
 def bbox_to_vtk_extent(bbox: Sequence[slice]) -> tuple[int, int, int, int, int, int]:

@@ -1,5 +1,9 @@
 """Slicer-bound logic of the PGESAM module: parameter node, core session wrapper, segment write-back.
 
+The session owns the prompts: after every verb ``PGESAMLib.driver.SessionDriver``
+rewrites the include/exclude point lists (:class:`PointLists`) from the
+session's prompts, so Undo, Clear and Next segment redraw them.
+
 Imports ``slicer`` and ``vtk`` (runs inside Slicer only); the maths it relies on
 is in the pure ``PGESAMLib`` package. The ``pge_sam`` core is imported inside
 :meth:`PGESAMLogic.startSession`, so this module loads without torch.
@@ -9,6 +13,7 @@ session's label buffer is uint16 (K, J, I), 0 = background, n = object n, and
 object n is written into segment "PGE-SAM n".
 """
 
+import functools
 import importlib
 from typing import Annotated
 
@@ -57,10 +62,6 @@ class _SessionState:
     def labels(self):
         return self.driver.labels  # uint16 (K, J, I), owned by us, written by the core
 
-    @property
-    def currentLabel(self):
-        return self.driver.label
-
 
 class PGESAMLogic(ScriptedLoadableModuleLogic):
     """Turns MRML nodes into core session calls and writes changed regions back. Never opens dialogs.
@@ -71,7 +72,9 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._models = {}
+        self._predictors = {}  # (model, device) -> pge_sam.Predictor: one model and cache for every session
+        self.cacheDir = None  # weights folder of the ViT models; None: $PGE_SAM_CACHE_DIR or the OS cache
+        self.markups = PointLists(self)
         self.state = None
 
     def getParameterNode(self):
@@ -80,18 +83,29 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
     # -- dependencies ------------------------------------------------------------------------
     @staticmethod
     def installDependencies(cuda=None):
-        """pip-install the missing pinned packages (main thread only); returns the pip argument lists run.
+        """Install what ``PGESAMSlicerLib.install.currentPlan()`` lists, without asking and on the calling
+        (main) thread: torch/torchvision through the PyTorch extension, the rest with pip (floors, no pins).
+        Returns the plan's steps (requirement lists). ``cuda`` is ignored (the PyTorch extension matches the
+        driver). The widget's button uses ``PGESAMSlicerLib.install.installDependencies`` (asks, worker,
+        progress dialog).
 
-        Raises ``MissingDependenciesError`` if some are still missing afterwards.
+        Raises ``RuntimeError`` for a plan problem (Slicer too old, no PyTorch extension) and
+        ``MissingDependenciesError`` if some are still missing afterwards.
         """
-        steps = deps.pip_install_steps(deps.missing_requirements(), cuda)
-        for step in steps:
-            slicer.util.pip_install(step)
+        from PGESAMSlicerLib import install
+
+        plan = install.currentPlan()
+        if plan.problem:
+            raise RuntimeError(plan.problem)
+        if plan.torch:
+            install.installTorch(plan)
+        if plan.pip:
+            slicer.util.pip_install(plan.pip_args())
         importlib.invalidate_caches()  # let find_spec see the new site-packages entries
         missing = deps.missing_requirements()
         if missing:
             raise deps.MissingDependenciesError(missing)
-        return steps
+        return plan.steps()
 
     # -- geometry ----------------------------------------------------------------------------
     @staticmethod
@@ -136,10 +150,11 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         missing = deps.missing_requirements()
         if missing:
             raise deps.MissingDependenciesError(missing)
-        from pge_sam import Normalization, Session, build_model
+        from pge_sam import Normalization, Predictor, Session, build_model
 
-        if (modelName, device) not in self._models:
-            self._models[(modelName, device)] = build_model(modelName, checkpoint=None, device=device)
+        if (modelName, device) not in self._predictors:
+            model = build_model(modelName, device=device, cache_dir=self.cacheDir)
+            self._predictors[(modelName, device)] = Predictor(model)
         if segmentationNode.GetTransformNodeID() != volumeNode.GetTransformNodeID():
             if segmentationNode.GetSegmentation().GetNumberOfSegments():
                 raise ValueError("The segmentation and the volume are under different transforms. "
@@ -148,20 +163,21 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
         segmentationNode.CreateDefaultDisplayNodes()
         volume = np.array(slicer.util.arrayFromVolume(volumeNode))  # (K, J, I) copy, safe from VTK reallocation
-        labels = np.zeros(volume.shape, np.uint16)
-        volumeGeometry = self.volumeGeometryOf(volumeNode)
-        # Spacing in core (Z, Y, X) == (K, J, I) order: the core resamples non-square pixels with it.
-        session = Session(self._models[(modelName, device)], volume, labels, axis=0,
-                          spacing=volumeGeometry.spacing_zyx,
-                          normalization=Normalization.percentile(*driver.NORMALIZATION_PERCENTILES))
+        openSession = functools.partial(Session, self._predictors[(modelName, device)],
+                                        normalization=Normalization.percentile(*driver.NORMALIZATION_PERCENTILES))
+        sessionDriver = driver.SessionDriver(openSession, volume, self.volumeGeometryOf(volumeNode), self.markups)
         key = (volumeNode.GetID(), segmentationNode.GetID(), modelName, device)
-        self.state = _SessionState(driver.SessionDriver(session, volumeGeometry), volumeNode, segmentationNode, key)
+        self.state = _SessionState(sessionDriver, volumeNode, segmentationNode, key)
         return self.state
 
     def endSession(self):
         if self.state is not None:
             self.state.session.close()  # drop pending background prefetches
         self.state = None
+
+    def hasPrompts(self):
+        """Whether the session holds a prompt (then precompute follows the last prompt's axis)."""
+        return self.state is not None and self.state.driver.has_prompts
 
     def _requireState(self):
         if self.state is None:
@@ -272,3 +288,46 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         node.GetDisplayNode().SetSelectedColor(*color)
         node.GetDisplayNode().SetColor(*color)
         return node
+
+
+class PointLists:
+    """The parameter node's include/exclude point lists as the driver's ``MarkupStore`` (world RAS, mm).
+
+    ``syncing`` is true while the lists are rewritten: the widget ignores the
+    markup events that rewriting fires.
+    """
+
+    def __init__(self, logic):
+        self.logic = logic
+        self.syncing = False
+
+    def _node(self, include, create=False):
+        p = self.logic.getParameterNode()
+        node = p.includePoints if include else p.excludePoints
+        if node is None and create:
+            name, color = ("PGE-SAM include", INCLUDE_COLOR) if include else ("PGE-SAM exclude", EXCLUDE_COLOR)
+            node = PGESAMLogic.createPointList(name, color)
+            setattr(p, "includePoints" if include else "excludePoints", node)
+        return node
+
+    def positions(self, include):
+        node = self._node(include)
+        out = []
+        for n in range(node.GetNumberOfControlPoints() if node is not None else 0):
+            position = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(n, position)
+            out.append(tuple(position))
+        return out
+
+    def replace(self, include, positions):
+        node = self._node(include, create=bool(positions))
+        if node is None:
+            return
+        self.syncing = True
+        try:
+            with slicer.util.NodeModify(node):
+                node.RemoveAllControlPoints()
+                for position in positions:
+                    node.AddControlPointWorld(*[float(v) for v in position])
+        finally:
+            self.syncing = False
