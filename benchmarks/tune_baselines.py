@@ -3,7 +3,7 @@
 For every modality, method and parameter setting of :data:`GRID` (each a few
 overrides of :data:`pge_sam.evaluate.classical.DEFAULT_PARAMS`), every dev
 target is run through the benchmark's click protocol
-(:func:`pge_sam.evaluate.bench.click_ious`, ``--clicks`` interactions; targets
+(:func:`pge_sam.evaluate.episode.click_ious`, ``--clicks`` interactions; targets
 marked ``box_first`` start with their bounding box, as in the benchmark) on
 the clean image. Reported per setting: mean IoU over clicks 1..N (the area
 under the click curve, the selection criterion), IoU@1, IoU@5 and the mean
@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pge_sam.evaluate.bench import bounding_box, click_ious
+from pge_sam.evaluate.bench import bounding_box
+from pge_sam.evaluate.episode import click_ious
 from pge_sam.evaluate.classical import CLASSES, DEFAULT_PARAMS, TUNED_PATH
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -101,7 +101,7 @@ def test_a_pixel_is_never_clicked_twice():
 
 
 def test_an_episode_with_a_stubborn_method_never_repeats_a_click():
-    from pge_sam.evaluate.bench import click_ious
+    from pge_sam.evaluate.episode import click_ious
 
     seen = []
 

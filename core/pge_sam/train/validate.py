@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..evaluate.bench import click_ious
+from ..evaluate.episode import click_ious
 from .config import TrainConfig
 from .data import make_sample
 from .synth import SynthConfig
