@@ -91,7 +91,9 @@ def run(args) -> int:
     clicks = [parse_point(p, data.ndim) for p in args.point]
     model = None
     if clicks:
-        name = args.model or M.default_choice(M.model_choices()).name
+        from pge_sam.model_files import default_choice, list_model_files
+
+        name = args.model or default_choice(list_model_files()).name
         model = M.load_model(name, args.device, args.checkpoint)
     viewer = napari.Viewer(title="pge-sam", show=True)
     try:

@@ -14,7 +14,9 @@ from typing import Callable
 
 import numpy as np
 
+from pge_sam.errors import InputError
 from pge_sam.session_protocol import PromptMark
+from pge_sam.validate import check_image
 
 POSITIVE = np.array([0.20, 1.00, 0.45, 1.0])  # green
 NEGATIVE = np.array([1.00, 0.22, 0.38, 1.0])  # red
@@ -23,6 +25,19 @@ OTHER_ALPHA = 0.4  # prompts of objects other than the current one
 POINTS_NAME = "pge-sam points"
 SHAPES_NAME = "pge-sam box"
 NEGATIVE_MODIFIERS = ("Control",)  # Ctrl+click (Cmd+click on macOS) adds a negative point
+
+
+def image_array(data, *, multiscale: bool = False, rgb: bool = False):
+    """The array to segment from an Image layer's ``data`` (level 0 of a multiscale image), never read whole.
+
+    :class:`InputError` for RGB(A) layers, other than 2D/3D data and empty arrays.
+    """
+    if rgb:
+        raise InputError("this is an RGB(A) image layer; pge-sam segments greyscale images — "
+                         "convert it (e.g. skimage.color.rgb2gray) or split its channels first")
+    array = data[0] if multiscale else data
+    check_image(array, allow_rgb_shape=True)
+    return array
 
 
 def transform_kwargs(layer) -> dict:
@@ -104,6 +119,11 @@ class PromptLayers:
         self._syncing = False
         self._bound: list[tuple[object, str]] = []
         self._connections: list[tuple[object, Callable]] = []
+
+    @property
+    def own(self) -> tuple:
+        """The three layers made or taken for the image."""
+        return self.points, self.shapes, self.labels
 
     def _existing_labels(self, name: str, shape):
         for layer in self.viewer.layers:

@@ -109,11 +109,19 @@ class Panel:
         self.overwrite.setToolTip("Off (default): a new object never takes voxels of another object")
         grid.addWidget(self.overwrite, 2, 0, 1, 3)
         grid.addWidget(self.save, 2, 3)
+        self.save_embeddings = QPushButton("Save embeddings…")
+        self.save_embeddings.setToolTip("Encode every slice along the slicing axis into a folder (carry it to "
+                                        "another machine; cached slices are copied, not encoded again)")
+        self.load_embeddings = QPushButton("Load embeddings…")
+        self.load_embeddings.setToolTip("Use embeddings saved for this image, model and normalisation "
+                                        "(e.g. by `pge-sam precompute`): their slices are not encoded again")
+        grid.addWidget(self.save_embeddings, 3, 0, 1, 2)
+        grid.addWidget(self.load_embeddings, 3, 2, 1, 2)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("no background job yet")
-        grid.addWidget(self.progress, 3, 0, 1, 4)
+        grid.addWidget(self.progress, 4, 0, 1, 4)
         root.addWidget(actions)
 
         self.status = QLabel("")

@@ -1,106 +1,85 @@
-"""The dock widget: turns layer edits and button presses into controller verbs, and changes into redraws.
+"""The dock widget: napari layer events and buttons in, redraws out; the rest is :mod:`pge_sam.interaction`.
 
-It keeps no interactive state of its own beyond the clicks waiting for an
-encode: prompts, objects and undo are the session's, and every redraw reads
-them back (``controller.prompts()``, the returned ``Change``).
-
-Threading: clicks on an already-encoded slice are decoded synchronously (a
-few milliseconds); encoding a slice, loading a model, precomputing and
-propagating run in ``napari.qt.threading`` workers that never touch a layer.
-Keys are bound on the plugin's own Points/Shapes layers only, never on the
-viewer, so napari's global shortcuts are untouched.
+The widget keeps no interactive state: prompts, objects, undo and the clicks waiting for an encode are
+its ``controller``'s (a :class:`pge_sam.interaction.Interaction` over the image layer's data and the
+Labels layer's array), and every redraw reads them back. Clicks on an encoded slice are decoded on the
+GUI thread (milliseconds); encoding a slice, loading a model, precomputing, saving embeddings and
+planning a propagation run in workers (:mod:`._workers`) that never touch a layer. Keys are bound on
+the plugin's own Points/Shapes layers only, so napari's global shortcuts are untouched.
 """
 
 from __future__ import annotations
 
+import time
+
 import napari.viewer
 from qtpy.QtCore import QEvent
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import QFileDialog, QWidget
 
-from pge_sam.errors import Cancelled, InputError, PgeSamError
+from pge_sam.errors import PgeSamError
+from pge_sam.interaction import Interaction, describe_error
+from pge_sam.normalize import DEFAULT_ARGS, Normalization
 
-from ._controller import Controller, image_array
-from ._layers import PromptLayers, current_index, slicing_axis, voxel_size
+from ._layers import PromptLayers, current_index, image_array, slicing_axis, voxel_size
 from ._model_panel import ModelPanel
 from ._panel import Panel
-from ._prompting import PromptingMixin
 from ._workers import Jobs
 
 AXIS_NAMES = ("Z", "Y", "X")
 
 
-class PgeSamWidget(PromptingMixin, QWidget):
-    """Interactive segmentation of the chosen image layer with a (PGE-)SAM model.
-
-    ``model``: an already built model or ``Predictor`` to use instead of
-    loading one from the picker (tests, scripts); ``sessions``: a session
-    factory to use instead of a model (tests); ``prefetch``: neighbouring
-    slices encoded in the background when the slice changes.
-    """
+class PgeSamWidget(QWidget):
+    """Interactive segmentation of the chosen image layer. ``model``: a built model or ``Predictor`` to use
+    instead of the picker's (tests, scripts); ``sessions``: a session factory instead of a model (tests);
+    ``prefetch``: neighbouring slices encoded in the background when the slice changes."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, model=None, *, prefetch: int = 2, sessions=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.controller = Controller(model, sessions=sessions, prefetch=prefetch)
-        self.jobs = Jobs(on_progress=self._on_progress)
-        self.ui = Panel(self)
-        self.models = ModelPanel(self.ui, self.jobs, self.controller, self._report, self.set_model, self._job_failed,
+        self.controller = Interaction(model, sessions=sessions, prefetch=prefetch)
+        self.jobs = Jobs(self._on_progress, lambda: self.controller.generation)
+        self.ui = ui = Panel(self)
+        self.models = ModelPanel(ui, self.jobs, self.controller, self._report, self.set_model, self._job_failed,
                                  given=model if model is not None else sessions)
         self.layers: PromptLayers | None = None
         self.image_layer = None
-        self.positive = True
+        self.positive, self.closed, self._parented, self._detaching, self._index = True, False, False, False, 0
         self.last_latency: float | None = None  # seconds from prompt to redrawn labels, last click
         self.last_decode: float | None = None  # seconds of that spent in the session (decode + label write)
         self.last_progress: tuple[str, int, int] | None = None  # (job kind, done, total)
-        self.closed = False
-        self._queue: list = []  # pending _prompting._Click items
-        self._index = 0
-        self._parented = False
-        self._connections: list[tuple[object, object]] = []
-        self._detaching = False
-        self._wire()
-        self._refresh_image_choices()
-        if self.ui.image.count():
-            self.set_image_layer(self._layer_by_name(self.ui.image.currentText()))
-        else:
-            self.set_image_layer(None)
-
-    # -- wiring ------------------------------------------------------------------------------------------
-    def _wire(self) -> None:
-        ui = self.ui
         ui.image.activated.connect(lambda _: self.set_image_layer(self._layer_by_name(ui.image.currentText())))
         ui.axis.activated.connect(self._axis_chosen)
         ui.norm_mode.currentTextChanged.connect(self._normalization_mode_changed)
-        ui.norm_low.valueChanged.connect(lambda _: self._normalization_changed())
-        ui.norm_high.valueChanged.connect(lambda _: self._normalization_changed())
+        for spin in (ui.norm_low, ui.norm_high):
+            spin.valueChanged.connect(lambda _: self._normalization_changed())
         ui.overwrite.toggled.connect(self.controller.set_overwrite)
         for button, action in ((ui.precompute, self.precompute), (ui.propagate, self.propagate),
                                (ui.cancel, self.cancel), (ui.next_object, self.next_object),
                                (ui.accept, self.accept), (ui.undo, self.undo), (ui.clear, self.clear),
-                               (ui.polarity, self.toggle_polarity), (ui.save, self.save_labels)):
+                               (ui.polarity, self.toggle_polarity), (ui.save, self.save_labels),
+                               (ui.save_embeddings, self.save_embeddings), (ui.load_embeddings, self.load_embeddings)):
             button.clicked.connect(lambda _=False, a=action: a())
-        for emitter, handler in ((self.viewer.layers.events.inserted, self._layers_changed),
-                                 (self.viewer.layers.events.removed, self._layer_removed),
-                                 (self.viewer.dims.events.order, self._view_changed),
-                                 (self.viewer.dims.events.ndisplay, self._view_changed),
-                                 (self.viewer.dims.events.current_step, self._step_changed)):
+        self._connections = [(self.viewer.layers.events.inserted, self._layers_changed),
+                             (self.viewer.layers.events.removed, self._layer_removed),
+                             (self.viewer.dims.events.order, self._view_changed),
+                             (self.viewer.dims.events.ndisplay, self._view_changed),
+                             (self.viewer.dims.events.current_step, self._step_changed)]
+        for emitter, handler in self._connections:
             emitter.connect(handler)
-            self._connections.append((emitter, handler))
+        self._refresh_image_choices()
+        self.set_image_layer(self._layer_by_name(ui.image.currentText()) if ui.image.count() else None)
 
+    # -- image layer --------------------------------------------------------------------------------------------
     def _layer_by_name(self, name: str):
-        for layer in self.viewer.layers:
-            if layer.name == name and isinstance(layer, napari.layers.Image):
-                return layer
-        return None
+        return next((la for la in self.viewer.layers if la.name == name and isinstance(la, napari.layers.Image)), None)
 
     def _refresh_image_choices(self) -> None:
         names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-        current = self.image_layer.name if self.image_layer is not None else None
         self.ui.image.blockSignals(True)
         self.ui.image.clear()
         self.ui.image.addItems(names)
-        if current in names:
-            self.ui.image.setCurrentText(current)
+        if self.image_layer is not None and self.image_layer.name in names:
+            self.ui.image.setCurrentText(self.image_layer.name)
         self.ui.image.blockSignals(False)
 
     def _layers_changed(self, event=None) -> None:
@@ -110,29 +89,23 @@ class PgeSamWidget(PromptingMixin, QWidget):
 
     def _layer_removed(self, event) -> None:
         layer = event.value
-        if self._detaching:
-            return
-        if layer is self.image_layer and layer is not None:
+        if not self._detaching and layer is self.image_layer and layer is not None:
             self._detach()
             self._error("the image layer was removed; choose another image")
-        elif self.layers is not None and layer in (self.layers.points, self.layers.shapes, self.layers.labels):
+        elif not self._detaching and self.layers is not None and layer in self.layers.own:
             self._detach()
             self._error(f"the layer {layer.name!r} was removed; choose the image again to continue")
         self._refresh_image_choices()
 
-    # -- image -------------------------------------------------------------------------------------------------------
     def _detach(self) -> None:
-        """Forget the current image: stop its jobs, take our prompt layers away (labels stay), drop the session."""
+        """Forget the image: stop its jobs, take our prompt layers away (labels stay), end the session."""
         self._detaching = True
         try:
-            self.jobs.invalidate()  # results of jobs started before are ignored
-            self.jobs.cancel("propagate", "precompute", "encode")
-            self._queue.clear()
+            self.jobs.cancel("propagate", "precompute", "encode", "embeddings")
+            self.controller.detach()  # results of jobs started before are now stale
             if self.layers is not None:
                 self.layers.remove_prompt_layers()
-                self.layers = None
-            self.controller.detach()
-            self.image_layer = None
+            self.layers = self.image_layer = None
             self._update_status()
         finally:
             self._detaching = False
@@ -142,22 +115,16 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self._detach()
         if layer is None:
             self._error("no image layer: open an image, or File > Open Sample > PGE-SAM")
-            self._update_axis_choices()
-            return
+            return self._update_axis_choices()
         try:
             array = image_array(layer.data, multiscale=layer.multiscale, rgb=layer.rgb)
-        except InputError as err:
-            self._error(f"{layer.name}: {err}")
-            self._update_axis_choices()
-            return
-        self.image_layer = layer
-        self.layers = PromptLayers(self.viewer, layer, tuple(array.shape))
-        try:
+            self.image_layer = layer  # before our layers are added: their insertion events see it
+            self.layers = PromptLayers(self.viewer, layer, tuple(array.shape))
             self.controller.set_image(array, self.layers.labels.data, voxel_size(layer))
         except PgeSamError as err:
             self._detach()
             self._error(f"{layer.name}: {err}")
-            return
+            return self._update_axis_choices()
         self.layers.connect(self._on_points_data, self._on_shapes_data, self._on_labels_data)
         keys = {"Control-Z": self.undo, "N": self.next_object}
         self.layers.bind_keys({**keys, "T": self.toggle_polarity, "Enter": self.accept}, keys)
@@ -167,33 +134,28 @@ class PgeSamWidget(PromptingMixin, QWidget):
         self._info(f"segmenting {layer.name} {tuple(array.shape)}; click on it to add prompts")
 
     def _on_labels_data(self, event=None) -> None:
-        data = self.layers.labels.data
-        if data is self.controller.display:
+        if self.layers.labels.data is self.controller.labels:
             return
         try:
-            self.controller.set_display(data)
+            self.controller.set_labels(self.layers.labels.data)
             self._info("the labels layer got new data: the session restarted with those labels")
         except PgeSamError as err:
             self._error(f"cannot use the new labels data ({err}); choose the image again")
         self._render()
 
-    # -- slicing axis and current slice -------------------------------------------------------------------------
+    # -- slicing axis and current slice ----------------------------------------------------------------------------
     def _update_axis_choices(self) -> None:
-        ui = self.ui
-        ui.axis.clear()
-        if self.controller.ndim == 3:
-            ui.axis.addItems([f"{a} ({AXIS_NAMES[a]})" for a in range(3)])
-        else:
-            ui.axis.addItem("0 (2D image)")
-        ui.axis.setEnabled(self.controller.ndim == 3)
+        volume = self.controller.ndim == 3
+        self.ui.axis.clear()
+        self.ui.axis.addItems([f"{a} ({AXIS_NAMES[a]})" for a in range(3)] if volume else ["0 (2D image)"])
+        self.ui.axis.setEnabled(volume)
 
     def _axis_chosen(self, axis: int) -> None:
         """Roll the viewer so that data axis ``axis`` of the image is the sliced one (the session follows)."""
-        if self.controller.ndim != 3:
-            return
-        world = axis + self.viewer.dims.ndim - 3
-        others = [d for d in range(self.viewer.dims.ndim) if d != world]
-        self.viewer.dims.order = tuple(others[:-2] + [world] + others[-2:])
+        if self.controller.ndim == 3:
+            world = axis + self.viewer.dims.ndim - 3
+            others = [d for d in range(self.viewer.dims.ndim) if d != world]
+            self.viewer.dims.order = tuple(others[:-2] + [world] + others[-2:])
 
     def _view_changed(self, event=None) -> None:
         if self.image_layer is None:
@@ -201,78 +163,182 @@ class PgeSamWidget(PromptingMixin, QWidget):
         axis = slicing_axis(self.viewer.dims, self.controller.ndim)
         if axis is not None and not self.jobs.busy("propagate"):
             self.controller.set_axis(axis)
-            self.ui.axis.setCurrentIndex(axis if self.controller.ndim == 3 else 0)
+            self.ui.axis.setCurrentIndex(self.controller.axis)
         self._step_changed()
 
     def _step_changed(self, event=None) -> None:
-        if self.image_layer is None or self.controller.ndim != 3 or self.viewer.dims.ndisplay != 2:
-            self._update_status()
-            return
-        index = current_index(self.viewer.dims, self.image_layer, self.controller.axis)
-        if index != self._index:
-            self._index = index
-            if not self.jobs.busy("propagate"):
+        if self.image_layer is not None and self.controller.ndim == 3 and self.viewer.dims.ndisplay == 2:
+            index = current_index(self.viewer.dims, self.image_layer, self.controller.axis)
+            if index != self._index and not self.jobs.busy("propagate"):
                 self.controller.focus(index)
+            self._index = index
         self._update_status()
 
-    # -- feedback ------------------------------------------------------------------------------------------
-    def _on_progress(self, kind: str, done: int, total: int) -> None:
-        self.last_progress = (kind, done, total)
-        self.ui.progress.setRange(0, max(total, 1))
-        self.ui.progress.setValue(min(done, max(total, 1)))
-        self.ui.progress.setFormat(f"{kind} %v/%m")
+    # -- prompts -------------------------------------------------------------------------------------------------
+    def _on_points_data(self, event) -> None:
+        action = str(getattr(event, "action", ""))
+        if action == "added":
+            added = self.layers.points.data[self.layers.rendered_points:]  # napari reports index -1 for a click
+            positive = self.positive and not self.layers.negative_click
+            self.layers.negative_click = False
+            for point in (self.layers.points_to_image(added) if len(added) else []):
+                self._submit("point", point, positive)
+        elif action in ("removed", "changed"):
+            self._render()
+            self._info("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead")
 
-    def _job_failed(self, err: Exception) -> None:
-        self._queue.clear()
+    def _on_shapes_data(self, event) -> None:
+        action = str(getattr(event, "action", ""))
+        if action != "added" or not len(self.layers.shapes.data):
+            return self._render() if action in ("removed", "changed") else None
+        if self.layers.shapes.shape_type[-1] != "rectangle":
+            self._render()
+            return self._error("box prompts are rectangles: press R on the box layer and drag a rectangle")
+        vertices = self.layers.shape_to_image(self.layers.shapes.data[-1])
+        self._submit("box", (vertices.min(axis=0), vertices.max(axis=0)), True)
+
+    def _submit(self, kind: str, coords, positive: bool) -> None:
+        """Queue a click (refused during propagation and in a 3D view); it is applied once its slice is encoded."""
+        if self.viewer.dims.ndisplay != 2:
+            self._render()
+            return self._error("prompts need a 2D view: switch off 3D display (Ctrl+Y)")
+        if self._do("prompt", lambda: self.controller.submit(kind, coords, positive)) is not None:
+            if not self.controller.has_model:
+                self.models.load()  # the click waits for the model
+            self._drain()
+
+    def _do(self, action: str, work):
+        """``work()`` unless a running job refuses ``action``; a refusal or error is shown (returns ``None``)."""
+        problem = self.controller.refusal(action, self.jobs.running)
+        if problem is None:
+            try:
+                return work()
+            except PgeSamError as err:
+                problem = str(err)
         self._render()
-        if isinstance(err, Cancelled):
-            return self._info(str(err))
-        known = isinstance(err, (PgeSamError, FileNotFoundError, ValueError))
-        text = str(err) if known else f"{type(err).__name__}: {err}"
-        self._error(text)
+        self._error(problem)
 
-    def _update_status(self) -> None:
+    def _drain(self) -> None:
+        """Apply the waiting clicks in order; one on a slice not encoded yet waits for an encode job."""
         c = self.controller
-        if c.image is None:
-            text = "no image"
-        else:
-            where = f"axis {c.axis} slice {self._index}" if c.ndim == 3 else "2D image"
-            latency = f" · last click {self.last_latency * 1000:.0f} ms" if self.last_latency is not None else ""
-            text = f"object {c.label} · {where}{latency}"
-        self.ui.status.setText(text)
+        while c.pending and c.has_model and not self.jobs.busy("encode", "model"):
+            try:
+                index = c.waiting_for()
+                if index is not None:
+                    self._info(f"encoding slice {index} ...")
+                    axis = c.pending[0].axis
+                    self.jobs.start("encode", lambda: c.encode(index, axis), lambda _: self._drain(), self._job_failed,
+                                    on_stale=self._drain)  # stale: carry on with the current queue
+                    return self._render()
+                t0 = time.perf_counter()
+                update = self._show(c.apply_pending())
+                self.last_latency, self.last_decode = time.perf_counter() - t0, update.change.seconds
+                self._update_status()
+            except PgeSamError as err:
+                self._render()
+                self._error(str(err))
 
-    @property
-    def busy(self) -> bool:
-        """True while a click waits to be applied or a worker (model, encode, precompute, ...) runs."""
-        return bool(self._queue) or self.jobs.busy()
-
-    def set_model(self, model) -> None:
-        """Segment with ``model`` (a built model or a ``Predictor``) from now on; waiting clicks are then applied."""
-        self.jobs.invalidate()  # results of jobs started with the previous model are ignored
-        self.controller.set_model(model)
-        device = getattr(model, "device", "cpu")
-        self.models.device_note(device)
-        self._info(f"model {getattr(model, 'name', type(model).__name__)} ready on {device}")
+    def _show(self, update):
+        """Redraw what ``update`` changed (labels on screen, prompts, status) and say what it did."""
+        self.layers.refresh_labels(update.change, self.controller.axis)
         self._render()
+        self._info(update.message)
+        return update
+
+    def _render(self) -> None:
+        if self.layers is not None:
+            self.layers.render(self.controller.prompts(), self.controller.label)
+            self.layers.labels.selected_label = self.controller.label
+        self._update_status()
+
+    # -- verbs ----------------------------------------------------------------------------------------------------
+    def toggle_polarity(self) -> None:
+        """Switch plain clicks between positive and negative points."""
+        self.positive = not self.positive
+        self.ui.polarity.setChecked(not self.positive)
+        self.ui.polarity.setText("Clicks: positive" if self.positive else "Clicks: negative")
+        self._info("clicks add " + ("positive" if self.positive else "negative") + " points")
+
+    def undo(self) -> None:
+        """Remove the last waiting click, else undo the last prompt, propagation or clear."""
+        self._verb(self.controller.undo)
+
+    def next_object(self) -> None:
+        """Start a new object with a new label id."""
+        self._verb(self.controller.next_object)
+
+    def accept(self) -> None:
+        """Commit the current object and start the next one (other objects' voxels are never overwritten)."""
+        self._verb(self.controller.accept)
+
+    def clear(self) -> None:
+        """Remove the current object's voxels and prompts (Ctrl+Z brings them back)."""
+        self._verb(self.controller.clear)
+
+    def _verb(self, verb) -> None:
+        update = self._do("edit", verb)
+        if update is not None:
+            self._show(update)
+
+    def precompute(self) -> None:
+        """Encode every slice along the slicing axis in a worker (progress bar, cancellable)."""
+        self._start("precompute", self.controller.precompute, self._precomputed, "encoding every slice")
+
+    def _precomputed(self, n: int) -> None:
+        self._info(f"precompute done: {n} slices encoded (the others were cached)")
         self._drain()
 
-    @property
-    def status_text(self) -> str:
-        return self.ui.status.text()
+    def propagate(self) -> None:
+        """Propagate the current object through the volume in a worker (progress bar, cancellable, undoable)."""
+        self._start("propagate", self.controller.plan_propagation, self._propagated, "propagating")
 
-    @property
-    def message_text(self) -> str:
-        return self.ui.message.text()
+    def _propagated(self, plan) -> None:
+        """The worker planned the propagation; write it (labels painted meanwhile are kept) and redraw."""
+        try:
+            update = self.controller.apply(plan)
+        except PgeSamError as err:
+            return self._job_failed(err)
+        self.layers.labels.refresh()
+        self._view_changed()  # the viewer may have been re-oriented meanwhile
+        self._render()
+        self._info(update.message)
+
+    def save_embeddings(self, path: str | None = None) -> None:
+        """Write every slice's embedding (slicing axis) into a folder, in a worker with progress; ``None`` asks."""
+        if self._do("embeddings", self.controller.ensure_session) is None:
+            return
+        path = path or QFileDialog.getExistingDirectory(self, "Save embeddings into a new or empty folder")
+        if path:
+            self._start("embeddings", lambda progress: self.controller.save_embeddings(path, progress), self._info,
+                        f"saving embeddings to {path}")
+
+    def load_embeddings(self, path: str | None = None) -> bool:
+        """Use saved embeddings from now on (checked against this image, model and normalisation); ``None`` asks."""
+        def load():
+            folder = path or QFileDialog.getExistingDirectory(self, "Load embeddings from a folder")
+            return self.controller.load_embeddings(folder) if folder else ""
+        message = self._do("embeddings", load)
+        if message:
+            self._info(message)
+        return bool(message)
+
+    def _start(self, kind: str, work, on_done, doing: str) -> None:
+        """Run ``work(progress)`` in a worker with a progress bar, once the session exists."""
+        if self._do(kind, self.controller.ensure_session) is not None:
+            self.jobs.start(kind, work, on_done, self._job_failed, with_progress=True, description=f"pge-sam: {doing}")
+            self._info(f"{doing} in the background ...")
+
+    def cancel(self) -> None:
+        """Ask the running precompute, save or propagation to stop (what is done is kept)."""
+        asked = self.jobs.cancel("precompute", "propagate", "embeddings")
+        self._info("cancelling ..." if asked else "nothing to cancel")
 
     def save_labels(self, path: str | None = None) -> str | None:
         """Write the labels layer through the plugin's writer (the image's geometry, atomic and verified);
         ``path`` ``None`` asks with a file dialog. Returns the path written, or ``None``."""
         if self.layers is None:
-            self._error("no labels yet: choose an image layer first")
-            return None
+            return self._error("no labels yet: choose an image layer first")
         if path is None:
-            from qtpy.QtWidgets import QFileDialog
-
             source = self.layers.labels.metadata.get("pge_sam_source", "")
             start = str(source).rsplit(".nii", 1)[0] + "_labels.nii.gz" if source else "labels.nii.gz"
             path, _ = QFileDialog.getSaveFileName(self, "Save labels", start,
@@ -282,13 +348,51 @@ class PgeSamWidget(PromptingMixin, QWidget):
         try:
             written = self.layers.labels.save(str(path), plugin="pge-sam")
         except (PgeSamError, OSError, ValueError) as err:
-            self._error(f"labels not saved: {err}")
-            return None
+            return self._error(f"labels not saved: {err}")
         if not written:
-            self._error(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha")
-            return None
+            return self._error(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha")
         self._info(f"labels saved to {written[0]}")
         return written[0]
+
+    def set_model(self, model) -> None:
+        """Segment with ``model`` (a built model or a ``Predictor``) from now on; waiting clicks are then applied."""
+        self._info(self.controller.set_model(model))  # results of jobs started with the previous model are stale
+        self.models.device_note(getattr(model, "device", "cpu"))
+        self._render()
+        self._drain()
+
+    def _normalization_mode_changed(self, mode: str) -> None:
+        for spin, value in zip((self.ui.norm_low, self.ui.norm_high), DEFAULT_ARGS[mode]):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        self._normalization_changed()
+
+    def _normalization_changed(self) -> None:
+        ui = self.ui
+        try:
+            norm = Normalization.parse(f"{ui.norm_mode.currentText()}:{ui.norm_low.value()},{ui.norm_high.value()}")
+        except PgeSamError as err:
+            return self._error(str(err))
+        message = self._do("edit", lambda: self.controller.set_normalization(norm))  # older jobs are now stale
+        if message is not None:
+            self._info(message)
+            self._render()
+
+    # -- feedback -------------------------------------------------------------------------------------------------
+    def _on_progress(self, kind: str, done: int, total: int) -> None:
+        self.last_progress = (kind, done, total)
+        self.ui.progress.setRange(0, max(total, 1))
+        self.ui.progress.setValue(min(done, max(total, 1)))
+        self.ui.progress.setFormat(f"{kind} %v/%m")
+
+    def _job_failed(self, err: Exception) -> None:
+        self.controller.pending.clear()
+        self._render()
+        self._report(*describe_error(err))
+
+    def _update_status(self) -> None:
+        self.ui.status.setText(self.controller.status(self._index, self.last_latency))
 
     def _report(self, text: str, error: bool = False) -> None:
         self.ui.message.setStyleSheet("color: #ff6060;" if error else "")
@@ -300,32 +404,20 @@ class PgeSamWidget(PromptingMixin, QWidget):
     def _error(self, text: str) -> None:
         self._report(text, error=True)
 
-    def _normalization_mode_changed(self, mode: str) -> None:
-        defaults = (0.5, 99.5) if mode == "percentile" else (40.0, 400.0)
-        for spin, value in zip((self.ui.norm_low, self.ui.norm_high), defaults):
-            spin.blockSignals(True)
-            spin.setValue(value)
-            spin.blockSignals(False)
-        self._normalization_changed()
+    @property
+    def busy(self) -> bool:
+        """True while a click waits to be applied or a worker (model, encode, precompute, ...) runs."""
+        return bool(self.controller.pending) or self.jobs.busy()
 
-    def _normalization_changed(self) -> None:
-        from pge_sam.normalize import Normalization
+    @property
+    def status_text(self) -> str:
+        return self.ui.status.text()
 
-        a, b = self.ui.norm_low.value(), self.ui.norm_high.value()
-        try:
-            norm = Normalization.percentile(a, b) if self.ui.norm_mode.currentText() == "percentile" \
-                else Normalization.window(a, b)
-        except PgeSamError as err:
-            return self._error(str(err))
-        if self._guard():
-            return
-        self._queue.clear()
-        self.jobs.invalidate()
-        self.controller.set_normalization(norm)
-        self._render()
-        self._info(f"normalisation {norm.key()}: prompts cleared, labels kept")
+    @property
+    def message_text(self) -> str:
+        return self.ui.message.text()
 
-    # -- lifetime ------------------------------------------------------------------------------------------
+    # -- lifetime -------------------------------------------------------------------------------------------------
     def event(self, event) -> bool:
         if event.type() == QEvent.ParentChange:
             if self.parent() is not None:
@@ -340,13 +432,11 @@ class PgeSamWidget(PromptingMixin, QWidget):
 
     def release(self) -> None:
         """Stop workers, unbind keys and events, drop the session (idempotent). Layers and labels stay."""
-        if self.closed:
-            return
-        self.closed = True
-        self.jobs.close()
-        for emitter, handler in self._connections:
-            emitter.disconnect(handler)
-        self._connections = []
-        if self.layers is not None:
-            self.layers.disconnect()
-        self.controller.release()
+        if not self.closed:
+            self.closed = True
+            self.jobs.close()
+            for emitter, handler in self._connections:
+                emitter.disconnect(handler)
+            if self.layers is not None:
+                self.layers.disconnect()
+            self.controller.release()

@@ -45,7 +45,8 @@ class QtProgress(QObject):
 
 
 class Job:
-    """One running worker: its kind ("model", "encode", "precompute", "propagate", "download"), progress and bar."""
+    """One running worker: its kind ("model", "encode", "precompute", "propagate", "embeddings", "download"),
+    progress and bar."""
 
     def __init__(self, kind: str, progress: QtProgress | None, bar) -> None:
         self.kind = kind
@@ -67,20 +68,22 @@ class Job:
 class Jobs:
     """The widget's running jobs; ``on_progress(kind, done, total)`` sees progress of jobs that report it.
 
-    :meth:`invalidate` (the image, model or normalisation changed) makes the
-    results of every job started before it stale: they are dropped, unless the
-    job was started with ``keep=True`` (loading a model, a download).
+    ``generation()``: a number that changes when the image, model or normalisation changes
+    (:attr:`pge_sam.interaction.Interaction.generation`); the result of a job started under another
+    number is stale and dropped, unless the job was started with ``keep=True`` (loading a model, a download).
     """
 
-    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None,
+                 generation: Callable[[], int] = lambda: 0) -> None:
         self.active: list[Job] = []
         self.on_progress = on_progress
         self.closed = False
-        self.generation = 0
+        self.generation = generation
 
-    def invalidate(self) -> None:
-        """Drop the results of the jobs started so far (their ``on_stale`` runs instead, if given)."""
-        self.generation += 1
+    @property
+    def running(self) -> set[str]:
+        """Kinds of the running jobs."""
+        return {job.kind for job in self.active}
 
     def busy(self, *kinds: str) -> bool:
         return any(job.kind in kinds for job in self.active) if kinds else bool(self.active)
@@ -92,15 +95,15 @@ class Jobs:
 
         ``on_done(result)`` / ``on_error(exception)`` run on the GUI thread; a
         cancelled job still calls ``on_done`` with what ``fn`` returned. A job
-        made stale by :meth:`invalidate` calls ``on_stale()`` instead (unless ``keep``).
+        made stale (see the class docstring) calls ``on_stale()`` instead (unless ``keep``).
         """
         if self.closed:
             raise RuntimeError("the widget was closed; no new jobs")
-        generation = self.generation
+        generation = self.generation()
 
         def fresh(callback: Callable) -> Callable:
             def run(value) -> None:
-                if keep or generation == self.generation:
+                if keep or generation == self.generation():
                     callback(value)
                 elif on_stale is not None:
                     on_stale()

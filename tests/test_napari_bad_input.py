@@ -31,7 +31,7 @@ def test_unusable_image_layers_give_a_message(make_napari_viewer, data, kwargs, 
     assert [layer.name for layer in viewer.layers] == ["bad"]  # no prompt/label layers for it
     for action in (widget.precompute, widget.propagate, widget.undo, widget.next_object, widget.accept, widget.clear):
         action()
-        assert "no image layer" in widget.message_text
+        assert "no image" in widget.message_text
 
 
 def test_no_image_layer_then_one_arrives(make_napari_viewer, qtbot):
@@ -39,7 +39,7 @@ def test_no_image_layer_then_one_arrives(make_napari_viewer, qtbot):
     widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
     assert "no image layer" in widget.message_text and "no image" in widget.status_text
     widget.propagate()
-    assert "no image layer" in widget.message_text
+    assert "no image" in widget.message_text
     viewer.add_image(ellipsoid_volume(), name="late")
     assert widget.image_layer is viewer.layers["late"] and widget.layers is not None
     add_click(widget, CENTRE)
@@ -111,7 +111,7 @@ def test_replaced_labels_data_is_taken_or_refused(make_napari_viewer, qtbot):
     new = np.zeros((12, 48, 56), np.uint16)
     new[0, 0, 0] = 9
     labels.data = new
-    assert widget.controller.display is new and widget.controller.label == 10
+    assert widget.controller.labels is new and widget.controller.label == 10
     labels.data = np.zeros((3, 3, 3), np.uint16)
     assert "cannot use the new labels" in widget.message_text
 

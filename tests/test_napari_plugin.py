@@ -69,30 +69,6 @@ def test_cache_dir_setting_without_the_plugin_registered(plugin_settings, npe2pm
     assert M.read_cache_dir_setting() == "" and not M.write_cache_dir_setting("/x")
 
 
-def test_model_choices_follow_the_cache_folder(tmp_path):
-    by_name = {c.name: c for c in M.model_choices(tmp_path)}
-    assert not by_name["sam_vit_b"].present and by_name["sam_vit_b"].official
-    assert by_name["sam_vit_b"].label().endswith("(weights missing)")
-    (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"")
-    (tmp_path / "pge_sam_vit_b_adapter.safetensors").write_bytes(b"")
-    by_name = {c.name: c for c in M.model_choices(tmp_path)}
-    assert by_name["sam_vit_b"].present and by_name["pge_sam_vit_b"].present
-    assert not by_name["sam_vit_l"].present and not by_name["sam_tiny"].official
-    robust = by_name["robust_sam_vit_b"]  # the release's file: looked up in the cache, never downloaded
-    assert not robust.present and not robust.official and robust.weights.endswith("robustsam_checkpoint_b.pth")
-    (tmp_path / "robustsam_checkpoint_b.pth").write_bytes(b"")
-    assert {c.name: c for c in M.model_choices(tmp_path)}["robust_sam_vit_b"].present
-
-
-def test_default_choice_prefers_present_tiny_models():
-    def choice(name, present):
-        return M.ModelChoice(name, name.rsplit("_", 1)[0], "tiny", present, "w")
-
-    assert M.default_choice([choice("pge_sam_tiny", True), choice("sam_tiny", True)]).name == "pge_sam_tiny"
-    assert M.default_choice([choice("pge_sam_tiny", False), choice("sam_tiny", True)]).name == "sam_tiny"
-    assert M.default_choice([choice("pge_sam_tiny", False), choice("sam_tiny", False)]).name == "pge_sam_tiny"
-
-
 def test_load_model_reports_missing_files(tmp_path):
     with pytest.raises(MissingWeightsError, match="Download"):
         M.load_model("sam_vit_b", "cpu", cache_dir=tmp_path)

@@ -21,9 +21,9 @@ from napari_helpers import wait_idle
 from qtpy.QtCore import QTimer
 
 from fakes import FakeSession, ellipsoid_volume, segmenting_model, tiny_model
-from napari_pge_sam._controller import Controller
 from napari_pge_sam._sample_data import mni_t1
 from napari_pge_sam._widget import PgeSamWidget
+from pge_sam.interaction import Interaction
 
 pytestmark = pytest.mark.gui
 
@@ -85,10 +85,10 @@ def test_click_lands_on_the_right_voxel_with_scale_and_translate(scaled_mni, mni
     assert labels.data[z, y, x] == 1
     assert set(np.flatnonzero(labels.data.any(axis=(1, 2)))) == {z}
     # the same click made headless at the data index gives the same mask
-    reference = Controller(segmenting_model(), prefetch=0)
+    reference = Interaction(segmenting_model(), prefetch=0)
     reference.set_image(mni, np.zeros(mni.shape, np.uint16), spacing=SCALE)
     reference.add_point(MNI_POINT)
-    np.testing.assert_array_equal(labels.data, reference.display)
+    np.testing.assert_array_equal(labels.data, reference.labels)
     assert widget.last_latency is not None and "last click" in widget.status_text
 
 
@@ -322,3 +322,34 @@ def test_normalisation_change_restarts_the_session_and_keeps_labels(scaled_mni, 
     widget.ui.norm_high.setValue(-5.0)  # a negative window width
     assert "width must be positive" in widget.message_text
     assert widget.controller.normalization.key() == "window:-160,240"
+
+
+def test_embeddings_saved_in_one_viewer_are_loaded_in_another_and_not_encoded_again(make_napari_viewer, qtbot,
+                                                                                     tmp_path):
+    from pge_sam.predictor import Predictor
+
+    volume, store = ellipsoid_volume((6, 40, 56)), str(tmp_path / "scan-emb")
+    viewer = make_napari_viewer()
+    viewer.add_image(volume)
+    widget = PgeSamWidget(viewer, model=tiny_model(), prefetch=0)
+    widget.save_embeddings(store)  # in a worker, as precompute: progress bar, cancellable
+    assert widget.jobs.busy("embeddings")
+    wait_idle(qtbot, widget, 60_000)
+    assert "embeddings saved" in widget.message_text and "6 encoded" in widget.message_text
+    assert widget.last_progress == ("embeddings", 6, 6)
+
+    laptop = make_napari_viewer()  # a fresh viewer, model instance and embedding cache
+    laptop.add_image(volume)
+    predictor = Predictor(tiny_model())
+    fresh = PgeSamWidget(laptop, model=predictor, prefetch=0)
+    fresh.ui.norm_mode.setCurrentText("window")  # another normalisation: the store does not fit
+    assert not fresh.load_embeddings(store) and "computed for another image or setting" in fresh.message_text
+    assert "normalisation" in fresh.message_text and fresh.controller.embeddings is None
+    fresh.ui.norm_mode.setCurrentText("percentile")
+    assert fresh.load_embeddings(store) and "embeddings loaded" in fresh.message_text
+    click_index(fresh, (3, 20, 26))
+    assert not fresh.busy  # the slice's embedding came from the store: decoded at once, no encode job
+    assert len(fresh.controller.prompts()) == 1 and predictor.encoder_calls == 0
+    fresh.precompute()
+    wait_idle(qtbot, fresh, 60_000)
+    assert "0 slices encoded" in fresh.message_text and predictor.encoder_calls == 0

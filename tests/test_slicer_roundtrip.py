@@ -19,7 +19,6 @@ fake markup store (``tests/fakes.py``).
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from fakes import FakeMarkups, FakeSession, ellipsoid_volume
 
 from pge_sam import Normalization, PropagationConfig, Session, build_model
 from pge_sam.errors import Cancelled
+from pge_sam.interaction import Interaction
 from pge_sam.io import read_image, write_labels
 from pge_sam.samples import mni_path
 
@@ -94,7 +94,7 @@ def axial_view_through(point_ras) -> np.ndarray:
     return view
 
 
-NORMALIZATION = Normalization.percentile(*d.NORMALIZATION_PERCENTILES)
+NORMALIZATION = Normalization.percentile()  # the module's (the interaction's default)
 
 
 def new_session(model, loaded, axis, spacing):
@@ -103,9 +103,8 @@ def new_session(model, loaded, axis, spacing):
 
 
 def module_driver(model, loaded, vg, markups=None) -> d.SessionDriver:
-    """The driver as ``PGESAMLogic.startSession`` makes it: a session factory over the shared model."""
-    return d.SessionDriver(functools.partial(Session, model, prefetch=0, normalization=NORMALIZATION),
-                           loaded.array, vg, markups)
+    """The driver as ``PGESAMLogic.startSession`` makes it: over the logic's interaction with the model."""
+    return d.SessionDriver(Interaction(model, prefetch=0), loaded.array, vg, markups)
 
 
 def cancelling_relay(after: int) -> ProgressRelay:
@@ -282,7 +281,8 @@ CENTRE_KJI, EDGE_KJI = (6, 24, 26), (6, 24, 34)  # inside the fake volume's elli
 def fake_driver(**options):
     """A driver over ``ellipsoid_volume()`` with the shared ``FakeSession`` and a fake markup store."""
     markups = FakeMarkups()
-    return d.SessionDriver(FakeSession.factory(**options), ellipsoid_volume(), VG, markups), markups
+    interaction = Interaction(sessions=FakeSession.factory(**options))
+    return d.SessionDriver(interaction, ellipsoid_volume(), VG, markups), markups
 
 
 def click(drv, markups, kji, include=True, view=AXIAL, nudge=(0.2, -0.3, 0.1)):
@@ -312,7 +312,7 @@ def test_driver_maps_prompts_and_verbs_onto_session_calls():
     assert session.calls == [("set_axis", 2), ("add_point", (4, 3, 2), True, 2)]
     assert edit.update.extent == r.bbox_to_vtk_extent(edit.change.bbox)
     np.testing.assert_array_equal(edit.update.masks[1], drv.labels[edit.change.bbox] == 1)
-    assert drv.next_object() == 2 and session.calls[-1] == ("next_object",)
+    assert drv.next_object().label == 2 and session.calls[-1] == ("next_object",)
     edit = drv.add_point(VG.index_to_world((4, 30, 50))[0], True, SAGITTAL)
     assert set(edit.update.masks) == {1, 2}  # every label written so far is re-cut inside a changed box
     relay = ProgressRelay()
@@ -361,7 +361,7 @@ def test_next_segment_starts_empty_lists_and_undo_returns_to_the_last_segment():
     click(drv, markups, CENTRE_KJI)
     rewrites = markups.rewrites
     assert rewrites == 0  # a point on the voxel the session took is left where it was placed
-    assert drv.next_object() == 2 and markups.lists == {True: [], False: []}
+    assert drv.next_object().label == 2 and markups.lists == {True: [], False: []}
     drv.undo()  # segment 2 has no prompt: the undo is segment 1's click, and its list is shown again (empty now)
     assert drv.label == 1 and markups.lists == {True: [], False: []} and not drv.labels.any()
 
@@ -383,7 +383,7 @@ def test_a_refused_point_disappears_from_its_list():
 
 def test_driver_refuses_another_volume_shape_or_voxel_size():
     with pytest.raises(g.GeometryError, match="shape"):
-        d.SessionDriver(FakeSession.factory(), np.zeros((12, 48, 55), np.float32), VG)
+        d.SessionDriver(Interaction(sessions=FakeSession.factory()), np.zeros((12, 48, 55), np.float32), VG)
     with pytest.raises(g.GeometryError, match="shape_kji"):
         d.VolumeGeometry(np.eye(4), (6, 0, 9))
     drv, _ = fake_driver()
@@ -395,3 +395,26 @@ def test_driver_refuses_another_volume_shape_or_voxel_size():
     assert drv.session.calls[-1] == ("add_point", CENTRE_KJI, True, 0)
     with pytest.raises(g.GeometryError, match="voxel size"):
         drv.set_volume(d.VolumeGeometry(VG.ijk_to_ras, VG.shape_kji, np.diag([2.0, 2.0, 2.0, 1.0])))
+
+
+def test_embeddings_saved_through_the_driver_serve_every_later_session(model, tmp_path):
+    """Save embeddings on one machine; on another, the logic's interaction loads them once (Load embeddings...)
+    and attaches them to every new session (startSession); a volume they were not made for is told so."""
+    from pge_sam.predictor import Predictor
+
+    image, store = ellipsoid_volume((6, 40, 56)), tmp_path / "mrhead-emb"
+    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), image.shape)
+    relay = ProgressRelay()
+    message = d.SessionDriver(Interaction(model, prefetch=0), image, vg).save_embeddings(store, relay, CORONAL)
+    assert "40 slice embeddings along axis 1 (40 encoded" in message and relay.total == relay.done == 40
+    predictor = Predictor(model)  # the laptop: its own model cache
+    laptop = Interaction(predictor, prefetch=0)
+    first = d.SessionDriver(laptop, image, vg, FakeMarkups())
+    assert "embeddings loaded" in laptop.load_embeddings(store)  # PGESAMLogic.loadEmbeddings
+    first.add_point(vg.index_to_world((3, 20, 26))[0], True, CORONAL)
+    second = d.SessionDriver(laptop, image, vg, FakeMarkups())  # startSession again: a new session
+    edit = second.add_point(vg.index_to_world((3, 12, 26))[0], True, CORONAL)
+    assert second.notice is None and edit.change.slices == (12,) and predictor.encoder_calls == 0
+    cropped = image[:, :30]
+    other = d.SessionDriver(laptop, cropped, d.VolumeGeometry(vg.ijk_to_ras, cropped.shape), FakeMarkups())
+    assert f"{store} were made for another volume" in other.notice and laptop.embeddings is None

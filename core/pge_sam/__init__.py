@@ -24,6 +24,7 @@ _EXPORTS = {
     "Change": "pge_sam.session_protocol",
     "PromptMark": "pge_sam.session_protocol",
     "SessionLike": "pge_sam.session_protocol",
+    "Interaction": "pge_sam.interaction",
     "Predictor": "pge_sam.predictor",
     "EmbeddingCache": "pge_sam.cache",
     "save_embeddings": "pge_sam.embeddings",

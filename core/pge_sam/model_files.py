@@ -20,6 +20,8 @@ from pathlib import Path
 from .errors import MissingWeightsError
 from .models.registry import DEFAULT_MODEL, model_names, parse_name
 
+TINY_PREFERENCE = ("pge_sam_tiny", "sam_tiny")  # what a model picker preselects: the first whose files are present
+
 
 @dataclass(frozen=True)
 class ModelFiles:
@@ -43,6 +45,10 @@ class ModelFiles:
         """An official SAM checkpoint ``pge-sam weights fetch`` can download (sha256 checked). RobustSAM's release
         publishes no checksums, so pge-sam never downloads it: the user puts it into the cache folder."""
         return self.backbone != "tiny" and self.variant != "robust_sam" and not self.custom
+
+    def label(self) -> str:
+        """The name as a model picker lists it; ``"<name> (weights missing)"`` while a file is missing."""
+        return self.name if self.present else f"{self.name} (weights missing)"
 
     def missing(self) -> str | None:
         """What to do about the first missing file, or ``None`` when every file is present."""
@@ -107,6 +113,23 @@ def model_files(name: str, cache_dir: str | Path | None = None, checkpoint: str 
 def list_model_files(cache_dir: str | Path | None = None) -> list[ModelFiles]:
     """:func:`model_files` of every named model, ViT files looked up in ``cache_dir``."""
     return [model_files(name, cache_dir) for name in model_names()]
+
+
+def default_choice(files: list[ModelFiles]) -> ModelFiles:
+    """The model a picker preselects: ``pge_sam_tiny`` if its files are present, else ``sam_tiny`` if present,
+    else ``pge_sam_tiny`` (which then says what is missing)."""
+    by_name = {f.name: f for f in files}
+    for name in TINY_PREFERENCE:
+        if name in by_name and by_name[name].present:
+            return by_name[name]
+    return by_name.get(TINY_PREFERENCE[0], files[0])
+
+
+def download_official(backbone: str, cache_dir: str | Path | None = None) -> Path:
+    """Download and sha256-check the official SAM ``backbone`` checkpoint into the cache folder (asked for only)."""
+    from .models import weights as W
+
+    return W.fetch_official(backbone, resolve_cache_dir(cache_dir), progress=False)
 
 
 def build_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None, adapter: str | Path | None = None,

@@ -18,6 +18,8 @@ import numpy as np
 from .errors import InputError
 
 _MAX_SAMPLE = 2_000_000  # voxels read to estimate percentiles
+DEFAULT_ARGS = {"percentile": (0.5, 99.5), "window": (40.0, 400.0)}
+"""The two numbers a front-end shows for each mode (:meth:`Normalization.parse` order: low, high / level, width)."""
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.clearButton.connect("clicked(bool)", self.onClear)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.saveEmbeddingsButton.connect("clicked(bool)", self.onSaveEmbeddings)
+        self.ui.loadEmbeddingsButton.connect("clicked(bool)", self.onLoadEmbeddings)
         self.ui.cancelButton.enabled = False
         self._createShortcuts()
         self.initializeParameterNode()
@@ -157,7 +159,8 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.endSession()  # inputs, model or device changed: the next prompt starts afresh
         ready = bool(p.inputVolume and p.segmentation)
         for button in (self.ui.precomputeButton, self.ui.propagateButton, self.ui.nextSegmentButton,
-                       self.ui.undoButton, self.ui.clearButton):
+                       self.ui.undoButton, self.ui.clearButton, self.ui.saveEmbeddingsButton,
+                       self.ui.loadEmbeddingsButton):
             button.enabled = ready and self._progress is None
         self._updateStatus()
 
@@ -196,7 +199,10 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             raise deps.MissingDependenciesError(missing)
         p = self._parameterNode
         with slicer.util.WaitCursor():
-            self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
+            state = self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
+        if state.driver.notice:  # embeddings loaded for an earlier volume do not fit this one
+            logging.warning(state.driver.notice)
+            self._updateStatus(state.driver.notice)
 
     # -- prompts -----------------------------------------------------------------------------
     def _sliceNodeForPoint(self, positionWorld, required=True):
@@ -303,10 +309,30 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             name = self.logic.state.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
             self._updateStatus(_("Now segmenting '{name}'.").format(name=name))
 
+    def _encodingView(self):
+        """Before the first prompt, encode along the axis the Red view shows; later, along the last prompt's axis."""
+        return slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed") if not self.logic.hasPrompts() else None
+
     def onPrecompute(self):
-        # Before the first prompt, encode along the axis the Red view shows; later, along the last prompt's axis.
-        red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed") if not self.logic.hasPrompts() else None
-        self._runLong(lambda progress: self.logic.precompute(progress, red), _("Precomputing embeddings failed."))
+        self._runLong(lambda progress: self.logic.precompute(progress, self._encodingView()),
+                      _("Precomputing embeddings failed."))
+
+    def onSaveEmbeddings(self):
+        """Save every slice's embedding into a folder (main thread, progress bar, Cancel), to load elsewhere."""
+        folder = "" if self._busy() else qt.QFileDialog.getExistingDirectory(
+            self.parent, _("Save embeddings into a new or empty folder"))
+        if folder:
+            self._runLong(lambda progress: self.logic.saveEmbeddings(folder, progress, self._encodingView()),
+                          _("Saving embeddings failed."))
+
+    def onLoadEmbeddings(self):
+        """Use saved embeddings (checked against the volume, model and normalisation) now and in later sessions."""
+        folder = "" if self._busy() else qt.QFileDialog.getExistingDirectory(
+            self.parent, _("Load embeddings from a folder"))
+        if folder:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the embeddings."), waitCursor=True):
+                self._ensureSession()
+                self._updateStatus(self.logic.loadEmbeddings(folder))
 
     def onPropagate(self):
         self._runLong(self.logic.propagate, _("Propagation failed."))
@@ -328,8 +354,9 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = True
         self._onParameterNodeModified()
         try:
-            action(self._progress)
-            self._updateStatus(_("Cancelled.") if self._progress.cancel_requested else _("Done."))
+            result = action(self._progress)
+            done = result if isinstance(result, str) else _("Done.")  # a message from the core, else "Done."
+            self._updateStatus(_("Cancelled.") if self._progress.cancel_requested else done)
         except Exception as exc:
             if self._progress.cancel_requested:
                 self._updateStatus(_("Cancelled."))

@@ -352,7 +352,7 @@ def restart_message(stale: Sequence[str]) -> str:
 def pip_install_steps(missing: Sequence[Requirement], cuda: bool | None = None,
                       platform: str | None = None) -> list[list[str]]:
     """Requirement lists of an install of ``missing``: torch and torchvision together (installed by the
-    PyTorch extension, see ``PGESAMLogic.installDependencies``), then the pip packages; floors only."""
+    PyTorch extension, see ``PGESAMSlicerLib.install.installWithoutAsking``), then the pip packages; floors only."""
     wants_torch = any(r.via == "pytorch" for r in missing)
     torch = [r.specifier for r in REQUIREMENTS if r.via == "pytorch"] if wants_torch else []
     pip = [r.specifier for r in missing if r.via != "pytorch"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -343,3 +344,51 @@ def box_from_kji_corners(corners_kji: object, axis: int, shape_kji: Sequence[int
             f"Slice {s} along {KJI_AXIS_NAMES[axis]} is outside the volume ({int(shape[axis])} slices).")
     lo[axis] = hi[axis] = s
     return kji_to_zyx(lo), kji_to_zyx(hi)
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeGeometry:
+    """Where a (K, J, I) voxel array sits in world RAS: ``ijk_to_ras`` (4, 4) (direction, spacing, origin; e.g.
+    ``vtkMRMLVolumeNode.GetIJKToRASMatrix``), ``shape_kji`` == core (Z, Y, X) and the linear parent transform
+    ``parent_to_world`` (4, 4) (local RAS -> world RAS) or ``None``. Invalid matrices raise ``GeometryError``."""
+
+    ijk_to_ras: np.ndarray
+    shape_kji: tuple[int, int, int]
+    parent_to_world: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        m = ijk_to_world_matrix(self.ijk_to_ras)  # validates: 4x4, affine, finite, invertible
+        p = None if self.parent_to_world is None else ijk_to_world_matrix(self.parent_to_world)
+        shape = tuple(int(s) for s in self.shape_kji)
+        if len(shape) != 3 or min(shape) < 1:
+            raise GeometryError(f"shape_kji needs 3 positive sizes (K, J, I), got {tuple(self.shape_kji)}.")
+        object.__setattr__(self, "ijk_to_ras", m)
+        object.__setattr__(self, "parent_to_world", p)
+        object.__setattr__(self, "shape_kji", shape)
+
+    @classmethod
+    def from_lps(cls, origin_lps: Sequence[float], spacing: Sequence[float], direction_lps: object,
+                 shape_kji: Sequence[int], parent_to_world: object | None = None) -> VolumeGeometry:
+        """Geometry from ITK/SimpleITK values (LPS origin, (I, J, K) spacing, 9 direction values)."""
+        m = ijk_to_ras_matrix_from_lps(origin_lps, spacing, direction_lps)
+        return cls(m, tuple(shape_kji), parent_to_world)  # type: ignore[arg-type]
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """World voxel size (mm) in core order (z, y, x) == (K, J, I): what ``Session(spacing=...)`` takes."""
+        return kji_spacing(self.ijk_to_ras, self.parent_to_world)
+
+    def world_to_index(self, points_ras: object, check: bool = True) -> np.ndarray:
+        """Nearest voxel (N, 3) int64 (k, j, i) of world RAS points (N, 3) or (3,); ``PointOutsideVolumeError``
+        for a point outside the grid when ``check``."""
+        return ijk_to_kji_index(ras_to_ijk(points_ras, self.ijk_to_ras, self.parent_to_world),
+                                self.shape_kji if check else None)
+
+    def index_to_world(self, index_kji: object) -> np.ndarray:
+        """World RAS (N, 3) float64 of voxel centres given as (N, 3) or (3,) (k, j, i) indices."""
+        kji = np.asarray(index_kji, dtype=np.float64).reshape(-1, 3)
+        return ijk_to_ras(kji[:, ::-1], self.ijk_to_ras, self.parent_to_world)
+
+    def view_axis(self, slice_to_ras: object) -> int:
+        """Array axis (0 = K, 1 = J, 2 = I) a slice view shows; oblique views raise ``ObliqueViewError``."""
+        return slice_axis_for_view(slice_to_ras, self.ijk_to_ras, self.parent_to_world)

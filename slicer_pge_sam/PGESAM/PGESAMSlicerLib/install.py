@@ -11,7 +11,8 @@ Runs a ``PGESAMLib.deps.Plan``:
    on the main thread shows them in the dialog. No Qt or MRML call leaves the
    main thread, and Slicer stays responsive; Cancel stops pip.
 
-Entry point for the widget: :func:`installDependencies` (returns True when everything is present).
+Entry point for the widget: :func:`installDependencies` (returns True when everything is present); for
+scripts: :func:`installWithoutAsking` (no question, no dialog, on the calling thread).
 """
 
 import importlib
@@ -167,3 +168,22 @@ def installDependencies(parent=None, askConfirmation=True):
         slicer.util.errorDisplay(str(deps.MissingDependenciesError(missing)), windowTitle="PGE-SAM")
         return False
     return True
+
+
+def installWithoutAsking():
+    """Install what :func:`currentPlan` lists without asking and without a dialog, on the calling (main) thread:
+    torch/torchvision through the PyTorch extension, the rest with ``slicer.util.pip_install`` (floors, no pins).
+    Returns the plan's steps (requirement lists). Raises ``RuntimeError`` for a plan problem (Slicer too old, no
+    PyTorch extension) and ``MissingDependenciesError`` if some are still missing afterwards."""
+    plan = currentPlan()
+    if plan.problem:
+        raise RuntimeError(plan.problem)
+    if plan.torch:
+        installTorch(plan)
+    if plan.pip:
+        slicer.util.pip_install(plan.pip_args())
+    importlib.invalidate_caches()  # let find_spec see the new site-packages entries
+    missing = deps.missing_requirements()
+    if missing:
+        raise deps.MissingDependenciesError(missing)
+    return plan.steps()

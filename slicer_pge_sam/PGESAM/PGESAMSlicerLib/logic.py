@@ -1,20 +1,15 @@
-"""Slicer-bound logic of the PGESAM module: parameter node, core session wrapper, segment write-back.
+"""Slicer-bound logic of the PGESAM module: parameter node, MRML nodes in, changed regions out into segments.
 
-The session owns the prompts: after every verb ``PGESAMLib.driver.SessionDriver``
-rewrites the include/exclude point lists (:class:`PointLists`) from the
-session's prompts, so Undo, Clear and Next segment redraw them.
-
-Imports ``slicer`` and ``vtk`` (runs inside Slicer only); the maths it relies on
-is in the pure ``PGESAMLib`` package. The ``pge_sam`` core is imported inside
-:meth:`PGESAMLogic.startSession`, so this module loads without torch.
-
-Arrays: ``slicer.util.arrayFromVolume`` gives (K, J, I) == core (Z, Y, X); the
-session's label buffer is uint16 (K, J, I), 0 = background, n = object n, and
-object n is written into segment "PGE-SAM n".
+The core's ``pge_sam.interaction.Interaction`` (shared with the napari plugin) owns the session, the models
+and the embeddings the user loaded (attached again to every new session); ``PGESAMLib.driver.SessionDriver``
+maps world RAS to voxels and, after every verb, redraws the include/exclude point lists (:class:`PointLists`)
+from the session's prompts and plans the write-back. This module reads matrices and voxels from MRML nodes and
+writes those plans into segments. It imports ``slicer`` and ``vtk``; ``pge_sam`` (and torch) only in
+:meth:`PGESAMLogic.startSession`. ``slicer.util.arrayFromVolume`` gives (K, J, I) == core (Z, Y, X); object n
+is written into segment "PGE-SAM n".
 """
 
-import functools
-import importlib
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import numpy as np
@@ -44,35 +39,25 @@ class PGESAMParameterNode:
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = DEVICE_CHOICES[0]
 
 
+@dataclass
 class _SessionState:
-    """A core session (wrapped in a ``SessionDriver``) bound to one volume node and one segmentation node."""
+    """A ``SessionDriver`` bound to a volume node and a segmentation node; ``key``: (their ids, model, device)."""
 
-    def __init__(self, driver, volumeNode, segmentationNode, key):
-        self.driver = driver  # PGESAMLib.driver.SessionDriver: world RAS prompts -> core verbs -> region plans
-        self.volumeNode = volumeNode
-        self.segmentationNode = segmentationNode
-        self.key = key  # (volume id, segmentation id, model, device)
-        self.segmentIds = {}  # label id -> segment id
-
-    @property
-    def session(self):
-        return self.driver.session
-
-    @property
-    def labels(self):
-        return self.driver.labels  # uint16 (K, J, I), owned by us, written by the core
+    driver: object  # PGESAMLib.driver.SessionDriver
+    volumeNode: object
+    segmentationNode: object
+    key: tuple
+    segmentIds: dict = field(default_factory=dict)  # label id -> segment id
+    session = property(lambda self: self.driver.session)
+    labels = property(lambda self: self.driver.labels)  # uint16 (K, J, I), written by the core
 
 
 class PGESAMLogic(ScriptedLoadableModuleLogic):
-    """Turns MRML nodes into core session calls and writes changed regions back. Never opens dialogs.
-
-    The RAS -> voxel -> core-verb mapping is ``PGESAMLib.driver.SessionDriver`` (tested outside
-    Slicer); this class only reads matrices from MRML nodes and writes region plans into segments.
-    """
+    """MRML nodes -> ``SessionDriver`` calls -> changed regions written into segments. Never opens dialogs."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._predictors = {}  # (model, device) -> pge_sam.Predictor: one model and cache for every session
+        self.interaction = None  # pge_sam.interaction.Interaction, made by the first startSession
         self.cacheDir = None  # weights folder of the ViT models; None: $PGE_SAM_CACHE_DIR or the OS cache
         self.markups = PointLists(self)
         self.state = None
@@ -80,81 +65,45 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return PGESAMParameterNode(super().getParameterNode())
 
-    # -- dependencies ------------------------------------------------------------------------
-    @staticmethod
-    def installDependencies(cuda=None):
-        """Install what ``PGESAMSlicerLib.install.currentPlan()`` lists, without asking and on the calling
-        (main) thread: torch/torchvision through the PyTorch extension, the rest with pip (floors, no pins).
-        Returns the plan's steps (requirement lists). ``cuda`` is ignored (the PyTorch extension matches the
-        driver). The widget's button uses ``PGESAMSlicerLib.install.installDependencies`` (asks, worker,
-        progress dialog).
-
-        Raises ``RuntimeError`` for a plan problem (Slicer too old, no PyTorch extension) and
-        ``MissingDependenciesError`` if some are still missing afterwards.
-        """
-        from PGESAMSlicerLib import install
-
-        plan = install.currentPlan()
-        if plan.problem:
-            raise RuntimeError(plan.problem)
-        if plan.torch:
-            install.installTorch(plan)
-        if plan.pip:
-            slicer.util.pip_install(plan.pip_args())
-        importlib.invalidate_caches()  # let find_spec see the new site-packages entries
-        missing = deps.missing_requirements()
-        if missing:
-            raise deps.MissingDependenciesError(missing)
-        return plan.steps()
-
     # -- geometry ----------------------------------------------------------------------------
     @staticmethod
     def volumeGeometry(volumeNode):
-        """(ijk_to_ras (4, 4), parent_to_world (4, 4) or None) of a volume node as numpy arrays."""
-        m = vtk.vtkMatrix4x4()
-        volumeNode.GetIJKToRASMatrix(m)
-        transformNode = volumeNode.GetParentTransformNode()
-        if transformNode is None:
-            return slicer.util.arrayFromVTKMatrix(m), None
-        if not transformNode.IsTransformToWorldLinear():
+        """``geometry.VolumeGeometry`` of a volume node: IJK->RAS, linear parent transform, (K, J, I) shape."""
+        if volumeNode.GetImageData() is None:
+            raise ValueError(f"Volume '{volumeNode.GetName()}' has no voxels; load or select another volume.")
+        transformNode, m, p = volumeNode.GetParentTransformNode(), vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        if transformNode is not None and not transformNode.IsTransformToWorldLinear():
             raise geometry.GeometryError(
                 f"Volume '{volumeNode.GetName()}' is under a non-linear transform. Harden the transform "
                 "(Data module, right-click > Harden transform) before segmenting.")
-        p = vtk.vtkMatrix4x4()
-        transformNode.GetMatrixTransformToWorld(p)
-        return slicer.util.arrayFromVTKMatrix(m), slicer.util.arrayFromVTKMatrix(p)
-
-    @classmethod
-    def volumeGeometryOf(cls, volumeNode):
-        """``driver.VolumeGeometry`` of a volume node: IJK->RAS, parent transform and (K, J, I) shape."""
-        ijkToRas, parentToWorld = cls.volumeGeometry(volumeNode)
-        if volumeNode.GetImageData() is None:
-            raise ValueError(f"Volume '{volumeNode.GetName()}' has no voxels; load or select another volume.")
+        volumeNode.GetIJKToRASMatrix(m)
+        if transformNode is not None:
+            transformNode.GetMatrixTransformToWorld(p)
         dims = volumeNode.GetImageData().GetDimensions()  # (I, J, K)
-        return driver.VolumeGeometry(ijkToRas, tuple(dims[::-1]), parentToWorld)
+        return geometry.VolumeGeometry(slicer.util.arrayFromVTKMatrix(m), tuple(dims[::-1]),
+                                       None if transformNode is None else slicer.util.arrayFromVTKMatrix(p))
 
     @staticmethod
     def sliceToRas(sliceNode):
-        """(4, 4) SliceToRAS matrix of a slice node (column 2 is the view normal)."""
-        return slicer.util.arrayFromVTKMatrix(sliceNode.GetSliceToRAS())
+        """(4, 4) SliceToRAS matrix of a slice node (column 2 is the view normal); ``None`` for no node."""
+        return None if sliceNode is None else slicer.util.arrayFromVTKMatrix(sliceNode.GetSliceToRAS())
 
     def sliceAxis(self, sliceNode, volumeNode):
         """KJI array axis shown by a slice view (raises ObliqueViewError for oblique views)."""
-        return geometry.slice_axis_for_view(self.sliceToRas(sliceNode), *self.volumeGeometry(volumeNode))
+        return self.volumeGeometry(volumeNode).view_axis(self.sliceToRas(sliceNode))
 
     # -- session -----------------------------------------------------------------------------
     def startSession(self, volumeNode, segmentationNode, modelName=MODEL_CHOICES[0], device="auto"):
-        """Create a core session on ``volumeNode`` that writes into ``segmentationNode``."""
+        """Start a core session on ``volumeNode`` that writes into ``segmentationNode`` (builds the model once)."""
         if volumeNode is None or segmentationNode is None:
             raise ValueError("Select an input volume and a segmentation first.")
         missing = deps.missing_requirements()
         if missing:
             raise deps.MissingDependenciesError(missing)
-        from pge_sam import Normalization, Predictor, Session, build_model
+        from pge_sam.interaction import Interaction
 
-        if (modelName, device) not in self._predictors:
-            model = build_model(modelName, device=device, cache_dir=self.cacheDir)
-            self._predictors[(modelName, device)] = Predictor(model)
+        self.interaction = self.interaction or Interaction()
+        self.interaction.use_model(modelName, device, self.cacheDir)
         if segmentationNode.GetTransformNodeID() != volumeNode.GetTransformNodeID():
             if segmentationNode.GetSegmentation().GetNumberOfSegments():
                 raise ValueError("The segmentation and the volume are under different transforms. "
@@ -163,16 +112,14 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
         segmentationNode.CreateDefaultDisplayNodes()
         volume = np.array(slicer.util.arrayFromVolume(volumeNode))  # (K, J, I) copy, safe from VTK reallocation
-        openSession = functools.partial(Session, self._predictors[(modelName, device)],
-                                        normalization=Normalization.percentile(*driver.NORMALIZATION_PERCENTILES))
-        sessionDriver = driver.SessionDriver(openSession, volume, self.volumeGeometryOf(volumeNode), self.markups)
+        sessionDriver = driver.SessionDriver(self.interaction, volume, self.volumeGeometry(volumeNode), self.markups)
         key = (volumeNode.GetID(), segmentationNode.GetID(), modelName, device)
         self.state = _SessionState(sessionDriver, volumeNode, segmentationNode, key)
         return self.state
 
     def endSession(self):
-        if self.state is not None:
-            self.state.session.close()  # drop pending background prefetches
+        if self.interaction is not None:
+            self.interaction.detach()  # drop the session, its prefetches and the voxels (models and embeddings stay)
         self.state = None
 
     def hasPrompts(self):
@@ -180,67 +127,70 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         return self.state is not None and self.state.driver.has_prompts
 
     def _requireState(self):
-        if self.state is None:
-            raise RuntimeError("No PGE-SAM session: select a volume and a segmentation, then place a prompt.")
         state = self.state
+        if state is None:
+            raise RuntimeError("No PGE-SAM session: select a volume and a segmentation, then place a prompt.")
         if state.segmentationNode.GetTransformNodeID() != state.volumeNode.GetTransformNodeID():
             raise RuntimeError("The segmentation is no longer under the volume's transform; "
                                "put both under the same transform.")
-        # The volume may have been moved since the session started; the driver refuses a new shape or spacing.
-        state.driver.set_volume(self.volumeGeometryOf(state.volumeNode))
-        return state
+        state.driver.set_volume(self.volumeGeometry(state.volumeNode))  # refuses a new shape or voxel size
+        return state.driver
 
+    # -- verbs: each returns the core Change (None: nothing to undo) ---------------------------------------------
     def addPoint(self, positionWorld, include, sliceNode):
-        """Add an include/exclude point (world RAS, mm) clicked in ``sliceNode``; returns the core Change."""
-        state = self._requireState()
-        return self._write(state.driver.add_point(positionWorld, bool(include), self.sliceToRas(sliceNode)))
+        """Add an include/exclude point (world RAS, mm) clicked in ``sliceNode``."""
+        return self._write(self._requireState().add_point(positionWorld, bool(include), self.sliceToRas(sliceNode)))
 
     def addBox(self, roiNode, sliceNode=None):
         """Add the ROI as a 2D box prompt on the slice through its centre (view axis, or its thinnest axis)."""
-        state = self._requireState()
-        center, size = [0.0] * 3, [0.0] * 3
+        center, size, axes = [0.0] * 3, [0.0] * 3, np.zeros((3, 3))
         roiNode.GetCenterWorld(center)
         roiNode.GetSizeWorld(size)
-        axes = np.zeros((3, 3))
         for n in range(3):
             column = [0.0] * 3
             roiNode.GetAxisWorld(n, column)
             axes[:, n] = column
         corners = geometry.box_corners(center, axes, size)
-        return self._write(state.driver.add_box(corners, self.sliceToRas(sliceNode) if sliceNode else None))
+        return self._write(self._requireState().add_box(corners, self.sliceToRas(sliceNode)))
 
     def undo(self):
-        """Undo the last prompt, propagation or clear; returns the core Change or None."""
-        return self._write(self._requireState().driver.undo())
+        """Undo the last prompt, propagation or clear."""
+        return self._write(self._requireState().undo())
 
     def clear(self):
         """Remove the current object's prompts and voxels (undoable)."""
-        return self._write(self._requireState().driver.clear())
+        return self._write(self._requireState().clear())
 
     def propagate(self, progress=None):
-        """Propagate the current object along the session axis; a cancel keeps the slices done (``change.cancelled``)."""
-        return self._write(self._requireState().driver.propagate(progress))
+        """Propagate the current object along the session axis; a cancel keeps the slices done (``cancelled``)."""
+        return self._write(self._requireState().propagate(progress))
 
     def precompute(self, progress=None, sliceNode=None):
-        """Encode every slice along the axis shown by ``sliceNode`` (default: the session axis); returns the count."""
-        state = self._requireState()
-        return state.driver.precompute(progress, self.sliceToRas(sliceNode) if sliceNode is not None else None)
+        """Encode every slice along the axis ``sliceNode`` shows (default: the session axis); returns the count."""
+        return self._requireState().precompute(progress, self.sliceToRas(sliceNode))
 
     def nextSegment(self):
         """Start a new object; returns the id of its (new, empty) segment."""
-        state = self._requireState()
-        return self._segmentId(state.driver.next_object())
+        return self._segmentId(self._requireState().next_object().label)
+
+    def saveEmbeddings(self, folder, progress=None, sliceNode=None):
+        """Save every slice's embedding along the axis ``sliceNode`` shows (default: the session axis) into
+        ``folder``; returns the message."""
+        return self._requireState().save_embeddings(folder, progress, self.sliceToRas(sliceNode))
+
+    def loadEmbeddings(self, folder):
+        """Use the embeddings in ``folder`` for this session and every later one (refused, naming what differs,
+        when they were made for another volume, model or normalisation); returns the message."""
+        self._requireState()
+        return self.interaction.load_embeddings(folder)
 
     # -- write-back --------------------------------------------------------------------------
     def _write(self, edit):
-        """Write an ``Edit``'s region plan (``None``: nothing changed) into the segments; returns the core Change."""
-        state = self.state
-        plan = edit.update
-        if plan is not None:
-            # Segments exist for labels written before; a label gets its first segment once it has voxels.
-            segmentIds = {label: self._segmentId(label) for label, mask in plan.masks.items()
-                          if label in state.segmentIds or mask.any()}
-            self.writeRegion(state.volumeNode, state.segmentationNode, plan, segmentIds)
+        """Write an ``Edit``'s region plan into the segments; returns the core Change."""
+        if edit.update is not None:  # a label gets its first segment once it has voxels
+            segmentIds = {label: self._segmentId(label) for label, mask in edit.update.masks.items()
+                          if label in self.state.segmentIds or mask.any()}
+            self.writeRegion(self.state.volumeNode, self.state.segmentationNode, edit.update, segmentIds)
         return edit.change
 
     def _segmentId(self, label):
@@ -252,17 +202,15 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
             while segmentation.GetSegmentIdBySegmentName(name):  # segments kept from an earlier session
                 n += 1
                 name = f"PGE-SAM {label} ({n})"
-            segmentId = segmentation.AddEmptySegment("", name)
-            state.segmentIds[label] = segmentId
+            segmentId = state.segmentIds[label] = segmentation.AddEmptySegment("", name)
         return segmentId
 
     @staticmethod
     def writeRegion(volumeNode, segmentationNode, plan, segmentIds):
         """Replace the segments' voxels inside ``plan.extent`` only (see PGESAMLib.regions).
 
-        Args:
-            plan: a ``regions.RegionUpdate`` (masks uint8 (dk, dj, di) per label).
-            segmentIds: label id -> segment id to write; other labels are skipped.
+        ``plan``: a ``regions.RegionUpdate`` (masks uint8 (dk, dj, di) per label); ``segmentIds``: label id ->
+        segment id to write (other labels are skipped).
         """
         from vtk.util import numpy_support
 
@@ -292,10 +240,7 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
 
 class PointLists:
     """The parameter node's include/exclude point lists as the driver's ``MarkupStore`` (world RAS, mm).
-
-    ``syncing`` is true while the lists are rewritten: the widget ignores the
-    markup events that rewriting fires.
-    """
+    ``syncing`` is true while the lists are rewritten: the widget ignores the markup events that fires."""
 
     def __init__(self, logic):
         self.logic = logic
@@ -311,10 +256,8 @@ class PointLists:
         return node
 
     def positions(self, include):
-        node = self._node(include)
-        out = []
+        node, position, out = self._node(include), [0.0, 0.0, 0.0], []
         for n in range(node.GetNumberOfControlPoints() if node is not None else 0):
-            position = [0.0, 0.0, 0.0]
             node.GetNthControlPointPositionWorld(n, position)
             out.append(tuple(position))
         return out

@@ -81,7 +81,7 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         transformNode.SetMatrixTransformToParent(t.GetMatrix())
         volume.SetAndObserveTransformNodeID(transformNode.GetID())
 
-        ijkToRas, parentToWorld = PGESAMLogic.volumeGeometry(volume)
+        volumeGeometry = PGESAMLogic.volumeGeometry(volume)
         worldToLocal = vtk.vtkGeneralTransform()
         slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volume.GetParentTransformNode(), worldToLocal)
         rasToIjk = vtk.vtkMatrix4x4()
@@ -89,7 +89,8 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         for world in np.random.default_rng(0).uniform(-60.0, 60.0, size=(10, 3)):
             local = worldToLocal.TransformPoint(world.tolist())
             expected = rasToIjk.MultiplyPoint([*local, 1.0])[:3]
-            np.testing.assert_allclose(geometry.ras_to_ijk(world, ijkToRas, parentToWorld)[0], expected, atol=1e-6)
+            np.testing.assert_allclose(geometry.ras_to_ijk(world, volumeGeometry.ijk_to_ras,
+                                                           volumeGeometry.parent_to_world)[0], expected, atol=1e-6)
 
     def test_SliceAxisFollowsViewOrientation(self):
         """Red/Green/Yellow map to array axes by geometry; tilted views are refused until rotated to the volume."""
@@ -186,10 +187,10 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         logic.startSession(volume, segmentationNode, default_model(), "cpu")
         np.testing.assert_allclose(logic.state.session.spacing, volume.GetSpacing()[::-1], rtol=1e-9)  # (Z, Y, X)
         shape = logic.state.labels.shape
-        ijkToRas, parentToWorld = PGESAMLogic.volumeGeometry(volume)
+        volumeGeometry = PGESAMLogic.volumeGeometry(volume)
 
         def world(kji):
-            return geometry.ijk_to_ras(np.asarray(kji, float)[::-1], ijkToRas, parentToWorld)[0]
+            return volumeGeometry.index_to_world(kji)[0]
 
         red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
         red.SetOrientationToAxial()
