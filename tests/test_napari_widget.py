@@ -136,12 +136,17 @@ def test_box_from_the_shapes_layer(make_napari_viewer, qtbot):
     viewer.dims.set_point(0, widget.image_layer.data_to_world(corners[0])[0])
     shapes.add_rectangles([corners])
     wait_idle(qtbot, widget)
-    mask = widget.layers.labels.data[6] == 1
-    assert mask[24, 26] and not widget.layers.labels.data[5].any()
-    inside = np.zeros(mask.shape, bool)
-    inside[14:35, 16:37] = True
-    assert inside[mask].mean() > 0.95  # the mask keeps to the box
-    assert len(shapes.data) == 1 and [m.kind for m in widget.controller.prompts()] == ["box"]
+    # The box reaches the session in volume indices, on the slice it was drawn on (anisotropic scale and a
+    # translate in between), and the result stays on that slice, inside the box. How much of the ellipsoid a
+    # box drawn *inside* it yields is the model's business (sam_tiny v5 gave 117 voxels here, v6 2;
+    # docs/model_cards.md), tested with the shipped weights in test_shipped_weights.py.
+    marks = widget.controller.prompts()
+    assert len(shapes.data) == 1 and [m.kind for m in marks] == ["box"]
+    assert (marks[0].axis, marks[0].index) == (0, 6)
+    assert [tuple(round(v) for v in c) for c in marks[0].coords] == [(6, 14, 16), (6, 34, 36)]
+    labelled = np.argwhere(widget.layers.labels.data == 1)
+    assert len(labelled) and set(labelled[:, 0]) == {6}  # a result, on the box's slice only
+    assert (labelled[:, 1:] >= (12, 14)).all() and (labelled[:, 1:] <= (36, 38)).all()  # at the box (+-2)
 
 
 SLOW = FakeSession.factory(delay=0.2)  # 0.2 s per propagated slice, so a cancel arrives while propagation runs
