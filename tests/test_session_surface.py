@@ -145,7 +145,8 @@ def test_closing_one_session_keeps_the_other_sessions_prefetch(sam_tiny, volume)
         busy.focus(2)  # slices 2, 3, 1, 4, 0 in the background
         idle.close()
         deadline = time.monotonic() + 60
-        while pred.encoded_slices < 5 and time.monotonic() < deadline:
+        # the encoder counts a slice before its entry reaches the cache: wait for the entries themselves
+        while not all(busy.is_encoded(i) for i in range(5)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pred.encoded_slices == 5 and all(busy.is_encoded(i) for i in range(5))
         busy.close()
