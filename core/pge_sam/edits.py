@@ -86,19 +86,19 @@ def record(view: np.ndarray, mask: np.ndarray, label: int, overwrite: bool, axis
 def apply(view: np.ndarray, edit: SliceEdit) -> int:
     """Write ``edit`` on its slice ``view`` where the buffer still holds what the edit found (voxels changed since
     :func:`diff` made it are kept); the reverse of :func:`revert`. Returns voxels written."""
-    if edit.before is None:
-        return 0
-    region = view[edit.rows, edit.cols]
-    mine = (region == edit.before) & (edit.before != edit.after)
-    region[mine] = edit.after[mine]
-    return int(mine.sum())
+    return _swap(view, edit, edit.before, edit.after)
 
 
 def revert(view: np.ndarray, edit: SliceEdit) -> int:
     """Undo ``edit`` on its slice ``view`` where the buffer still holds what the edit wrote; returns voxels restored."""
+    return _swap(view, edit, edit.after, edit.before)
+
+
+def _swap(view: np.ndarray, edit: SliceEdit, found: np.ndarray | None, written: np.ndarray | None) -> int:
+    """Write ``written`` in ``edit``'s box where the slice still holds ``found`` and the two differ."""
     if edit.before is None:
         return 0
     region = view[edit.rows, edit.cols]
-    mine = (region == edit.after) & (edit.before != edit.after)
-    region[mine] = edit.before[mine]
+    mine = (region == found) & (found != written)
+    region[mine] = written[mine]
     return int(mine.sum())

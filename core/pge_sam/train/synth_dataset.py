@@ -44,32 +44,44 @@ def write_synth_preview(out_png, n: int = 12, config: SynthConfig | None = None,
     white. Uses matplotlib's Agg canvas (no display, no pyplot state).
     Returns the written path; its parent folder is created if missing.
     """
+    config = SynthConfig() if config is None else config
+    n, seed = _int_in("n", n, 1, 256), _int_in("seed", seed, 0)
+    scenes = [(seed + i, generate_scene(seed + i, config)) for i in range(n)]
+    return write_scene_grid(out_png, scenes, lambda kind: kind == "compound",
+                            lambda scene: f"{scene.style}, {len(scene.kinds)} masks")
+
+
+def write_scene_grid(out_png, scenes, compound, describe) -> pathlib.Path:
+    """Save ``scenes`` ((seed, Scene) pairs) as a PNG grid with mask contours (shared by the preview writers).
+
+    Masks whose kind passes ``compound`` are dashed white, the others outlined in
+    distinct colours; ``describe(scene)`` completes each title after the seed.
+    Uses matplotlib's Agg canvas (no display, no pyplot state); the parent
+    folder is created if missing. Returns the written path.
+    """
     from .._optional import require
 
     matplotlib = require("matplotlib", extra="train")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    config = SynthConfig() if config is None else config
-    n, seed = _int_in("n", n, 1, 256), _int_in("seed", seed, 0)
     path = pathlib.Path(out_png)
     if path.suffix.lower() != ".png":
         raise SynthConfigError(f"out_png={str(path)!r}: the file name must end in .png")
-    cols = min(n, 4)
-    rows = -(-n // cols)
+    cols = min(len(scenes), 4)
+    rows = -(-len(scenes) // cols)
     fig = Figure(figsize=(3.2 * cols, 3.4 * rows), dpi=100)
     FigureCanvasAgg(fig)
     palette = matplotlib.colormaps["tab10"]
-    for i in range(n):
-        scene = generate_scene(seed + i, config)
+    for i, (seed, scene) in enumerate(scenes):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(scene.image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         for j, (mask, kind) in enumerate(zip(scene.masks, scene.kinds)):
-            compound = kind == "compound"
+            dashed = compound(kind)
             ax.contour(mask.astype(np.float32), levels=[0.5], linewidths=0.7,
-                       colors=["white" if compound else palette(j % 10)],
-                       linestyles="dashed" if compound else "solid")
-        ax.set_title(f"seed {seed + i}: {scene.style}, {len(scene.kinds)} masks", fontsize=8)
+                       colors=["white" if dashed else palette(j % 10)],
+                       linestyles="dashed" if dashed else "solid")
+        ax.set_title(f"seed {seed}: {describe(scene)}", fontsize=8)
         ax.set_axis_off()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from pge_sam.train.synth import Scene
-from pge_sam.train.synth_config import SynthConfigError, _int_in
+from pge_sam.train.synth_config import _int_in
 
 MIN_AREA = 24
 P_BRAIN = 0.7
@@ -323,34 +323,9 @@ def write_synthseg_preview(out_png, n: int = 12, seed: int = 0) -> pathlib.Path:
     Label masks are outlined in distinct colours, compound masks dashed white.
     Uses matplotlib's Agg canvas (no pyplot). Returns the written path.
     """
-    from .._optional import require
-
-    matplotlib = require("matplotlib", extra="train")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .synth_dataset import write_scene_grid
 
     n, seed = _int_in("n", n, 1, 256), _int_in("seed", seed, 0)
-    path = pathlib.Path(out_png)
-    if path.suffix.lower() != ".png":
-        raise SynthConfigError(f"out_png={str(path)!r}: the file name must end in .png")
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig = Figure(figsize=(3.2 * cols, 3.4 * rows), dpi=100)
-    FigureCanvasAgg(fig)
-    palette = matplotlib.colormaps["tab10"]
-    for i in range(n):
-        scene = generate_synthseg_scene(seed + i)
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(scene.image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        for j, (mask, kind) in enumerate(zip(scene.masks, scene.kinds)):
-            compound = kind in COMPOUND_KINDS
-            ax.contour(mask.astype(np.float32), levels=[0.5], linewidths=0.6,
-                       colors=["white" if compound else palette(j % 10)],
-                       linestyles="dashed" if compound else "solid")
-        layout = "brain" if "gm" in scene.kinds else "generic"
-        ax.set_title(f"seed {seed + i}: {layout}, {len(scene.kinds)} masks", fontsize=8)
-        ax.set_axis_off()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    scenes = [(seed + i, generate_synthseg_scene(seed + i)) for i in range(n)]
+    return write_scene_grid(out_png, scenes, lambda kind: kind in COMPOUND_KINDS,
+                            lambda scene: f"{'brain' if 'gm' in scene.kinds else 'generic'}, {len(scene.kinds)} masks")
