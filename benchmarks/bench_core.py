@@ -8,7 +8,8 @@ Prints a markdown table of:
   * bytes per cached slice for each variant,
   * PGE-SAM's per-click decode time over plain SAM's,
   * RobustSAM's per-click decode time over plain SAM's, with its prompt-independent
-    AMFG features cached per slice (ours) and recomputed on every click (the release's way).
+    AMFG features cached per slice (ours) and recomputed on every click (the release's way),
+  * SAM-REF's per-click decode time (SAM's decoder + global and local refiners) over plain SAM's.
 
 Usage:  python benchmarks/bench_core.py [--backbone tiny|vit_b] [--device auto] [--slices 64] [--clicks 30]
 Speed does not depend on the weights' values, so random initialisation is used (no checkpoint needed).
@@ -55,10 +56,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--slices", type=int, default=64)
+    ap.add_argument("--slices", type=int, default=64, help="slices to precompute (at least 17: 8 first visits, "
+                    "8 first clicks and one slice for the per-click timings)")
     ap.add_argument("--clicks", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=None)
     args = ap.parse_args()
+    if args.slices < 17:
+        ap.error(f"--slices {args.slices}: at least 17 are needed (8 first visits, 8 first clicks, 1 clicked slice)")
 
     torch.manual_seed(0)
     sam_model = build_model(f"sam_{args.backbone}", pretrained=False, device=args.device)
@@ -66,6 +70,8 @@ def main() -> None:
     pge_model.sam.load_state_dict(sam_model.sam.state_dict())
     robust_model = build_model(f"robust_sam_{args.backbone}", pretrained=False, device=args.device)
     robust_model.sam.load_state_dict(sam_model.sam.state_dict())
+    ref_model = build_model(f"sam_ref_{args.backbone}", pretrained=False, device=args.device)
+    ref_model.sam.load_state_dict(sam_model.sam.state_dict())
     volume, spacing = load_mni("t1")
     norm = Normalization.percentile()
     vmin, vmax = norm.value_range(volume)
@@ -130,7 +136,7 @@ def main() -> None:
                  f"{len(idx) / t_ref:.1f} slices/s (set_image loop)", f"{t_ref / t_ours:.2f}x faster"))
 
     # --- bytes per slice ----------------------------------------------------------------------------------
-    for model in (sam_model, pge_model, robust_model):
+    for model in (sam_model, pge_model, robust_model, ref_model):
         p = Predictor(model)
         entry = p.features(slices[0], 0, idx[0])
         nbytes = sum(t.element_size() * t.nelement() for t in entry.values())
@@ -168,6 +174,19 @@ def main() -> None:
                  f"{ms(t_rob):.1f} ms (cached)", f"caching saves {1 - ms(t_rob) / ms(t_release):.0%}"))
     added = sum(p.numel() for p in robust_model.robust.parameters())
     rows.append(("RobustSAM parameters added", f"{added / 1e6:.3f} M", "", ""))
+
+    # --- SAM-REF per-click cost: SAM's decoder, then the global and the local refiner, on every click ------------
+    # The refiners' last convolutions are zero-initialised (random weights elsewhere): they still run, so the timing
+    # is a trained model's. SAM-REF's feedback is its own first-click low_res: logits + its error map (2 channels).
+    p_ref = Predictor(ref_model)
+    f_ref = p_ref.features(u8, 0, z)
+    prev_ref = p_ref.decode(f_ref, prompts, u8.shape).low_res
+    assert prev_ref.shape[1] == 2, f"sam_ref's feedback has {prev_ref.shape[1]} channels, expected 2"
+    t_ref = timed(lambda: p_ref.decode(f_ref, two, u8.shape, mask_input=prev_ref), args.clicks)
+    rows.append(("click decode: sam_ref vs sam", f"{ms(t_ref):.1f} ms", f"{ms(t_sam):.1f} ms",
+                 f"{ms(t_ref) / ms(t_sam):.2f}x (goal <= 3x)"))
+    added = sum(p.numel() for p in ref_model.ref.parameters())
+    rows.append(("SAM-REF parameters added", f"{added / 1e6:.3f} M", "paper: +0.7 M (vit_h)", ""))
 
     print("\n| measure | ours | reference | ratio |\n| --- | --- | --- | --- |")
     for r in rows:

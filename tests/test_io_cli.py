@@ -182,16 +182,16 @@ def test_console_process_exit_code_and_models_listing(tmp_path):
     assert script.is_file(), "the pge-sam console script is not installed"
     done = subprocess.run([str(script), "models"], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    for variant in ("sam", "pge_sam", "robust_sam"):
+    for variant in ("sam", "pge_sam", "robust_sam", "sam_ref"):
         for backbone in ("tiny", "vit_b", "vit_l", "vit_h"):
             assert f"{variant}_{backbone} " in done.stdout
     assert "pge-sam weights fetch" in done.stdout
 
 
-def test_models_json_lists_all_twelve(capsys):
+def test_models_json_lists_all_sixteen(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 12 and len({r["name"] for r in rows}) == 12
+    assert len(rows) == 16 and len({r["name"] for r in rows}) == 16
     assert all({"name", "variant", "backbone", "weights", "present"} <= set(r) for r in rows)
     assert all("adapter" in r for r in rows if r["variant"] == "pge_sam")
     official = {r["backbone"]: r["weights"] for r in rows if r["variant"] == "robust_sam" and r["backbone"] != "tiny"}

@@ -12,13 +12,15 @@ from pge_sam.models.registry import build_model, model_names, parse_name
 from pge_sam.predictor import Predictor
 
 
-def test_registry_names_all_twelve_models():
+def test_registry_names_all_sixteen_models():
     names = model_names()
-    variants = ("sam", "pge_sam", "robust_sam")
+    variants = ("sam", "pge_sam", "robust_sam", "sam_ref")
     assert sorted(names) == sorted(f"{v}_{b}" for v in variants for b in ("tiny", "vit_b", "vit_l", "vit_h"))
     assert parse_name("robust_sam_vit_b").variant == "robust_sam" and parse_name("robust_sam_tiny").backbone == "tiny"
     assert parse_name("pge_sam_vit_l").variant == "pge_sam" and parse_name("pge_sam_vit_l").backbone == "vit_l"
     assert parse_name("sam_tiny").variant == "sam"
+    assert parse_name("sam_ref_vit_h").variant == "sam_ref" and parse_name("sam_ref_tiny").backbone == "tiny"
+    assert parse_name("pge_sam_ref_tiny").variant == "pge_sam_ref"  # buildable, not listed (experimental)
     with pytest.raises(InputError, match="unknown backbone 'vit_x'"):
         build_model("sam_vit_x", pretrained=False, device="cpu")
 

@@ -68,10 +68,10 @@ class ModelFiles:
             return (f"{path.name} is not in the cache folder {cache}. Download it (napari: 'Download'; command line: "
                     f"`pge-sam weights fetch {b} --dir {cache}`), or choose a checkpoint file")
         if self.adapter is not None and not self.adapter.is_file():
-            what = "PGE adapter" if self.variant == "pge_sam" else "RobustSAM modules"
-            command = "pge" if self.variant == "pge_sam" else "robust"
+            what, command = {"pge_sam": ("PGE adapter", "pge"), "sam_ref": ("SAM-REF refiners", "ref")}.get(
+                self.variant, ("RobustSAM modules", "robust"))
             return (f"{what} {self.adapter} not found. Train them with `pge-sam train {command} --backbone {b}` "
-                    f"(it writes that file into the cache folder), or use sam_{b}")
+                    f"and copy the exported {self.variant}_{b}.safetensors of the run folder to that path, or use sam_{b}")
         return None
 
 
@@ -100,6 +100,8 @@ def model_files(name: str, cache_dir: str | Path | None = None, checkpoint: str 
     extra = Path(adapter).expanduser() if adapter is not None else None
     if v == "pge_sam" and extra is None:
         extra = R.shipped_path("pge_sam_tiny") if b == "tiny" else cache / f"pge_sam_{b}_adapter.safetensors"
+    elif v == "sam_ref" and extra is None:
+        extra = R.shipped_path("sam_ref_tiny") if b == "tiny" else cache / f"sam_ref_{b}_adapter.safetensors"
     elif v == "robust_sam" and extra is None:
         trained = R.shipped_path("robust_sam_tiny") if b == "tiny" else cache / f"robust_sam_{b}_adapter.safetensors"
         if b != "tiny" and not custom:

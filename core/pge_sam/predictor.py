@@ -29,6 +29,7 @@ from .models.base import SegmentationModel
 from .progress import Progress, check_cancel, ensure
 from .prompts import InputTransform, SlicePrompts, to_batch
 
+HALF_PREFIXES = ("detail_", "ref_")  # cached in fp16 on CPU too
 SliceJob = Callable[[], tuple[np.ndarray, int, int]]  # -> (slice uint8 (H, W), axis, index)
 # Slice jobs may return a 4th item, the pixel aspect ratio (row / column spacing).
 
@@ -38,8 +39,11 @@ class Prediction:
     """Result of one decode on a slice of size (H, W).
 
     ``mask``: (H, W) bool; ``logits``: (H, W) float32 mask logits at slice
-    resolution; ``low_res``: (1, 1, L, L) float32 tensor to feed back as the
-    next ``mask_input``; ``iou``: the model's IoU estimate of the chosen mask.
+    resolution; ``low_res``: (1, C, L, L) float32 tensor to feed back as the
+    next ``mask_input`` on this slice: channel 0 the mask logits, any further
+    channels the variant's memory of this round (SAM-REF: its error map; see
+    :func:`mask_channel` for passing a mask to *another* slice); ``iou``: the
+    model's IoU estimate of the chosen mask.
     """
 
     mask: np.ndarray
@@ -173,8 +177,8 @@ class Predictor:
         store_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         entries = []
         for i, key in enumerate(keys):
-            # the full-resolution detail features dominate a tiny slice's bytes; fp16 keeps them at half
-            entry = {k: v[i].to(torch.float16 if k.startswith("detail_") and store_dtype == torch.float32 else store_dtype).clone()
+            # the full-resolution detail and refiner inputs dominate a tiny slice's bytes; fp16 keeps them at half
+            entry = {k: v[i].to(torch.float16 if k.startswith(HALF_PREFIXES) and store_dtype == torch.float32 else store_dtype).clone()
                      for k, v in out.items()}
             self.cache.put(key, entry, disk)
             entries.append(entry)
@@ -232,7 +236,7 @@ class Predictor:
             if mask_input is not None:
                 mask_input = mask_input.to(self.device, torch.float32)
             batch = to_batch(prompts, transform, mask_input, self.device)
-            low_res, iou = self.model.decode(feats, batch, multimask)
+            low_res, iou, *memory = self.model.decode(feats, batch, multimask)
             best = int(torch.argmax(iou[0])) if multimask else 0
             low_res = low_res[:, best : best + 1]
             logits = self.model.sam.postprocess_masks(low_res, transform.input_size, transform.square_size)
@@ -241,6 +245,8 @@ class Predictor:
             lowres = self.model.spec.lowres_size  # the detail path's full-resolution logits are fed back at L
             feed = torch.nn.functional.interpolate(low_res.float(), (lowres, lowres), mode="area") \
                 if low_res.shape[-1] != lowres else low_res.float().clone()
+            if memory:  # a variant's per-slice memory rides along as further channels (SAM-REF: its error map)
+                feed = torch.cat([feed, memory[0].float()], 1)
         logits_np = logits[0, 0].float().cpu().numpy()
         return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, feed, float(iou[0, best]))
 
@@ -259,3 +265,9 @@ def as_predictor(model_or_predictor) -> Predictor:
     if isinstance(model_or_predictor, Predictor):
         return model_or_predictor
     return Predictor(model_or_predictor)
+
+
+def mask_channel(feedback: torch.Tensor | None) -> torch.Tensor | None:
+    """The mask logits of a :attr:`Prediction.low_res` without the variant's memory channels: what a
+    neighbouring slice may receive as its ``mask_input`` (a memory describes one slice's click rounds)."""
+    return None if feedback is None else feedback[:, :1]

@@ -32,7 +32,7 @@ from .disk_cache import DiskStore
 from .errors import InputError, PromptError
 from .geometry import check_axis, from_slice, in_plane_axes, locate, slice_index, slice_shape, union_bbox
 from .normalize import Normalization, to_uint8
-from .predictor import Predictor, as_predictor
+from .predictor import Predictor, as_predictor, mask_channel
 from .progress import Progress, ensure
 from .prompts import Box, Point, SlicePrompts
 from .propagate import PropagationConfig, content_rules, content_stop, prompts_from_mask, walk
@@ -263,7 +263,7 @@ class Session:
         def predict(index, prev_mask, prev_logits):
             raw[index] = np.asarray(self._volume[slice_index(axis, index)])  # read once: encoder, trim, stop rule
             feats = self.predictor.features(self.slice_u8(index, axis, raw[index]), axis, index, self.disk, aspect)
-            use_logits = prev_logits if "mask" in config.prompt else None
+            use_logits = mask_channel(prev_logits) if "mask" in config.prompt else None
             pred = self.predictor.decode(feats, prompts_from_mask(prev_mask, config), shape2d, mask_input=use_logits,
                                          aspect=aspect)
             scores[index] = pred.iou

@@ -8,8 +8,8 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None,
                    help="comma-separated model names (see `pge-sam models`); default: sam_tiny and pge_sam_tiny, "
-                        "those whose weights are installed. Side by side with RobustSAM: "
-                        "--models sam_tiny,pge_sam_tiny,robust_sam_tiny")
+                        "those whose weights are installed. Side by side with RobustSAM and SAM-REF: "
+                        "--models sam_tiny,pge_sam_tiny,robust_sam_tiny,sam_ref_tiny")
     p.add_argument("--no-baseline", action="store_true", help="leave out the classical baselines")
     p.add_argument("--baselines", default=None,
                    help="comma-separated classical baselines (default: all: random_walker, region_grow, watershed, "
@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint", default=None, help="base weights for every model (official .pth or our safetensors)")
     p.add_argument("--adapter", default=None,
-                   help="trained modules for the models of their kind: a PGE adapter for pge_sam_*, RobustSAM modules "
-                        "(pge-sam train robust) for robust_sam_*")
+                   help="trained modules for the models of their kind (read from the file's header): a PGE adapter "
+                        "(pge-sam train pge) for pge_sam_*, RobustSAM modules (pge-sam train robust) for robust_sam_*, "
+                        "SAM-REF refiners (pge-sam train ref) for sam_ref_*")
     p.add_argument("--label", default=None,
                    help="name of the (single) model in the results, e.g. for an ablation adapter: "
                         "--models pge_sam_tiny --adapter runs/pge_global/pge_sam_tiny.safetensors --label pge_global")
@@ -48,6 +49,10 @@ def _csv(text):
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
+ADAPTER_PREFIXES = {"pge_adapter": "pge_sam_", "robust_adapter": "robust_sam_", "ref_adapter": "sam_ref_"}
+"""Header kind of an ``--adapter`` file -> the prefix of the model names it serves."""
+
+
 def _adapter_chooser(adapter, names):
     """``name -> adapter path or None``: ``adapter`` goes to the named models of its kind (from its header)."""
     if adapter is None:
@@ -58,10 +63,11 @@ def _adapter_chooser(adapter, names):
     from ..models import weights as W
 
     kind = W.read_safetensors(Path(adapter).expanduser())[1].get("kind")
-    prefix = {"pge_adapter": "pge_sam_", "robust_adapter": "robust_sam_"}.get(kind)
+    prefix = ADAPTER_PREFIXES.get(kind)
     if prefix is None or not any(n.startswith(prefix) for n in names):
         raise InputError(f"--adapter {adapter} holds {kind!r} weights, which none of the models "
-                         f"({', '.join(names) or 'none'}) uses; name a {prefix or 'pge_sam_/robust_sam_'}* model")
+                         f"({', '.join(names) or 'none'}) uses; name a "
+                         f"{prefix or '/'.join(ADAPTER_PREFIXES.values())}* model")
     return lambda name: adapter if name.startswith(prefix) else None
 
 
@@ -112,7 +118,8 @@ def run(args) -> int:
         print(f"summary: {report.summary}")
         return 0
     if args.models is None:
-        # The issue's comparison; RobustSAM joins when named (--models), keeping the default run near 10 minutes.
+        # The issue's comparison; RobustSAM and SAM-REF join when named (--models), keeping the default run near
+        # 10 minutes.
         names = [r["name"] for r in list_models()
                  if r["backbone"] == "tiny" and r["present"] and r["variant"] in ("sam", "pge_sam")]
     else:

@@ -1,4 +1,4 @@
-"""``pge-sam train base|pge|robust [--config YAML] [overrides]``: run or resume a training run."""
+"""``pge-sam train base|pge|robust|ref [--config YAML] [overrides]``: run or resume a training run."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from ..errors import InputError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=["base", "pge", "robust", "export", "validate"],
+    p.add_argument("stage", choices=["base", "pge", "robust", "ref", "export", "validate"],
                    help="base: a whole SAM from scratch; pge: PGE adapters on a frozen base; "
                         "robust: RobustSAM's decoder additions on a frozen base; "
+                        "ref: SAM-REF's refiners on a frozen base; "
                         "export: write the safetensors of a run's last checkpoint (--out RUN_DIR [--to FILE]); "
                         "validate: score sam_<backbone> and pge_sam_<backbone> (--base-weights, --adapter) on the "
                         "held-out scenes, clean and with each degradation at --severity")
@@ -26,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--frl", choices=["foreground", "global", "none"], default=None, help="reconstruction loss (pge stage)")
     p.add_argument("--base-weights", dest="base_weights", default=None,
-                   help="base SAM weights for the pge and robust stages")
+                   help="base SAM weights for the pge, robust and ref stages")
     p.add_argument("--init", default=None,
-                   help="start from these weights: base safetensors (base stage) or trained modules (pge, robust)")
+                   help="start from these weights: base safetensors (base stage) or trained modules (pge, robust, ref)")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)

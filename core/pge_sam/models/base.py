@@ -108,7 +108,9 @@ class SegmentationModel(nn.Module):
         """Mask logits (1, M, m, m) and IoU predictions (1, M); M = 3 if ``multimask`` else 1.
 
         m = ``spec.mask_size``: the full input side with the detail path, else
-        the low-res side L = 4 x the embedding side.
+        the low-res side L = 4 x the embedding side. A variant with a per-slice
+        memory (SAM-REF) returns it as a third item, (1, C, L, L), which the
+        predictor appends to the fed-back mask as further channels.
         """
         return self._sam_decode(features["embedding"], prompts, multimask, detail_features(features))
 
@@ -150,12 +152,16 @@ class SegmentationModel(nn.Module):
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
     def lowres_prompts(self, prompts: PromptBatch) -> PromptBatch:
-        """``prompts`` with a full-resolution ``mask_input`` (the detail path's output fed back) area-resized to L."""
+        """``prompts`` with ``mask_input`` as SAM's prompt encoder takes it: its first channel, area-resized to L
+        when it is the detail path's full-resolution output."""
         lowres = self.spec.lowres_size
-        if prompts.mask_input is None or prompts.mask_input.shape[-1] == lowres:
+        mask = prompts.mask_input
+        if mask is None or (mask.shape[-1] == lowres and mask.shape[1] == 1):
             return prompts
-        return PromptBatch(prompts.coords, prompts.labels, prompts.box,
-                           F.interpolate(prompts.mask_input, (lowres, lowres), mode="area"))
+        mask = mask[:, :1]  # further channels are a variant's memory (see Prediction.low_res)
+        if mask.shape[-1] != lowres:
+            mask = F.interpolate(mask, (lowres, lowres), mode="area")
+        return PromptBatch(prompts.coords, prompts.labels, prompts.box, mask)
 
     # -- identity ------------------------------------------------------------
     def extra_state_names(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Named models: ``sam_<backbone>``, ``pge_sam_<backbone>`` and ``robust_sam_<backbone>`` for tiny, vit_b, vit_l, vit_h.
+"""Named models: ``sam_``, ``pge_sam_``, ``robust_sam_`` and ``sam_ref_<backbone>`` for tiny, vit_b, vit_l, vit_h.
 
 ``build_model(name)`` composes a model from plain builder functions and loads
 its weights:
@@ -14,6 +14,10 @@ its weights:
   :mod:`pge_sam.models.robust_weights`), else our trained modules
   (``adapter=`` / ``<cache>/robust_sam_<backbone>_adapter.safetensors``, or the
   shipped ``robust_sam_tiny.safetensors``) on the base SAM.
+* SAM-REF: its refiners (``adapter=`` / ``<cache>/sam_ref_<backbone>_adapter.safetensors``,
+  or the shipped ``sam_ref_tiny.safetensors``) on the base SAM;
+* ``pge_sam_ref_<backbone>``: the PGE adapter and the SAM-REF refiners of that
+  backbone (their default files), together on the base SAM.
 """
 
 from __future__ import annotations
@@ -28,9 +32,13 @@ from . import weights as W
 from .backbones import build_sam, get_backbone
 from .base import SegmentationModel
 from .pge import PGESamModel, pge_sizes
+from .pge_ref import PgeSamRefModel
+from .ref import SamRefModel
 from .robust import RobustSamModel
 
-VARIANTS = ("sam", "pge_sam", "robust_sam")
+VARIANTS = ("sam", "pge_sam", "robust_sam", "sam_ref")
+# Buildable by name and benchmarkable, not offered in model lists until it measures better than either part.
+EXPERIMENTAL_VARIANTS = ("pge_sam_ref",)
 DEFAULT_MODEL = "pge_sam_tiny"
 
 
@@ -47,7 +55,7 @@ def default_model() -> str:
 
 
 def parse_name(name: str) -> ModelInfo:
-    for variant in ("robust_sam", "pge_sam", "sam"):
+    for variant in ("robust_sam", "pge_sam_ref", "pge_sam", "sam_ref", "sam"):
         prefix = variant + "_"
         if name.startswith(prefix):
             backbone = name[len(prefix):]
@@ -74,6 +82,12 @@ def robust_adapter_path(backbone: str) -> Path:
     if backbone == "tiny":
         return shipped_path("robust_sam_tiny")
     return W.cache_dir() / f"robust_sam_{backbone}_adapter.safetensors"
+
+
+def ref_adapter_path(backbone: str) -> Path:
+    if backbone == "tiny":
+        return shipped_path("sam_ref_tiny")
+    return W.cache_dir() / f"sam_ref_{backbone}_adapter.safetensors"
 
 
 def _robust_sources(backbone: str, checkpoint, adapter) -> tuple[Path | None, Path | None]:
@@ -108,13 +122,17 @@ def build_model(
     initialised (tests, training from scratch). Missing files raise
     :class:`MissingWeightsError` naming the file and the command to get it.
     """
-    info = parse_name(name)
+    info = _checked(name, adapter)
     spec = get_backbone(info.backbone)
     sam = build_sam(spec)
     if info.variant == "sam":
         model: SegmentationModel = SegmentationModel(sam, spec, name)
     elif info.variant == "robust_sam":
         model = RobustSamModel(sam, spec, name)
+    elif info.variant == "sam_ref":
+        model = SamRefModel(sam, spec, name)
+    elif info.variant == "pge_sam_ref":
+        model = PgeSamRefModel(sam, spec, name, **pge_sizes(spec))
     else:
         model = PGESamModel(sam, spec, name, **pge_sizes(spec))
     if pretrained and info.variant == "robust_sam":
@@ -126,14 +144,25 @@ def build_model(
             load_robust_adapter(model, modules)
     elif pretrained:
         load_base(model, base_weights_path(info.backbone, checkpoint))
-        if info.variant == "pge_sam":
+        if info.variant in ("pge_sam", "pge_sam_ref"):
             load_adapter(model, Path(adapter).expanduser() if adapter else adapter_path(info.backbone))
+        if info.variant in ("sam_ref", "pge_sam_ref"):
+            load_ref_adapter(model, Path(adapter).expanduser() if adapter else ref_adapter_path(info.backbone))
     return model.to(resolve_device(device)).eval()
+
+
+def _checked(name: str, adapter) -> ModelInfo:
+    info = parse_name(name)
+    if adapter is not None and info.variant == "pge_sam_ref":
+        raise InputError(f"{name} combines two trained files (the PGE adapter and the SAM-REF refiners) from their "
+                         f"default places; --adapter cannot name both: install them as {adapter_path(info.backbone)} "
+                         f"and {ref_adapter_path(info.backbone)}")
+    return info
 
 
 def require_weights(name: str, checkpoint: str | Path | None = None, adapter: str | Path | None = None) -> None:
     """Raise the error :func:`build_model` would raise for missing weights, without building anything."""
-    info = parse_name(name)
+    info = _checked(name, adapter)
     if info.variant == "robust_sam":
         official, modules = _robust_sources(info.backbone, checkpoint, adapter)
         if official is not None and not official.is_file():
@@ -146,7 +175,11 @@ def require_weights(name: str, checkpoint: str | Path | None = None, adapter: st
                                   f"the tiny weights {base} are missing; reinstall pge-sam or pass --checkpoint")
     if info.variant == "robust_sam" and not modules.is_file():
         raise MissingWeightsError(RW.missing_message(modules, info.backbone, official=False))
-    if info.variant == "pge_sam":
+    if info.variant in ("sam_ref", "pge_sam_ref"):
+        path = Path(adapter).expanduser() if adapter else ref_adapter_path(info.backbone)
+        if not path.is_file():
+            raise MissingWeightsError(_ref_missing(path, info.backbone))
+    if info.variant in ("pge_sam", "pge_sam_ref"):
         path = Path(adapter).expanduser() if adapter else adapter_path(info.backbone)
         if not path.is_file():
             raise MissingWeightsError(f"PGE adapter weights {path} not found. Train them with `pge-sam train pge "
@@ -216,6 +249,22 @@ def load_robust_adapter(model: RobustSamModel, path: Path) -> None:
     model.weights_changed(f"{model.weights_source} + {path}")
 
 
+def _ref_missing(path: Path, backbone: str) -> str:
+    return (f"SAM-REF refiner weights {path} not found. Train them with `pge-sam train ref --backbone {backbone}` "
+            f"and pass the run's sam_ref_{backbone}.safetensors as --adapter (or copy it to that path), or use the "
+            f"plain model sam_{backbone}")
+
+
+def load_ref_adapter(model: SamRefModel, path: Path) -> None:
+    """Load SAM-REF's refiners trained by ``pge-sam train ref`` (safetensors from :func:`save_ref_adapter`)."""
+    if not path.is_file():
+        raise MissingWeightsError(_ref_missing(path, model.spec.name))
+    tensors, meta = W.read_safetensors(path)
+    check_meta(meta, path, kind="ref_adapter", backbone=model.spec.name)
+    W.load_into(model.ref, tensors, path, f"sam_ref_{model.spec.name} refiners")
+    model.weights_changed(f"{model.weights_source} + {path}")
+
+
 def check_meta(meta: dict, path: Path, kind: str, backbone: str) -> None:
     if meta.get("kind") != kind:
         raise WeightsError(f"{path} holds {meta.get('kind')!r} weights, but {kind!r} weights were expected")
@@ -244,6 +293,12 @@ def save_robust_adapter(model: RobustSamModel, path: Path | str, meta: dict | No
     return W.save_safetensors(model.robust.state_dict(), path, header, half=half)
 
 
+def save_ref_adapter(model: SamRefModel, path: Path | str, meta: dict | None = None, half: bool = False) -> Path:
+    """Save only SAM-REF's refiners."""
+    header = dict(meta or {}, kind="ref_adapter", backbone=model.spec.name)
+    return W.save_safetensors(model.ref.state_dict(), path, header, half=half)
+
+
 def list_models() -> list[dict]:
     """One row per model: name, variant, backbone, base weights path + presence, adapter path + presence."""
     rows = []
@@ -255,6 +310,12 @@ def list_models() -> list[dict]:
         if info.variant == "pge_sam":
             ad = adapter_path(info.backbone)
             row.update(adapter=str(ad), present=row["present"] and ad.is_file())
+        elif info.variant == "sam_ref":
+            ad = ref_adapter_path(info.backbone)
+            row.update(adapter=str(ad), present=row["present"] and ad.is_file())
+        elif info.variant == "pge_sam_ref":
+            pge, ref = adapter_path(info.backbone), ref_adapter_path(info.backbone)
+            row.update(adapter=f"{pge} + {ref}", present=row["present"] and pge.is_file() and ref.is_file())
         elif info.variant == "robust_sam":
             official, modules = _robust_sources(info.backbone, None, None)
             if official is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-STAGES = ("base", "pge", "robust")
+STAGES = ("base", "pge", "robust", "ref")
 
 
 @dataclass
@@ -21,7 +21,11 @@ class TrainConfig:
     trains RobustSAM's decoder additions on the same frozen base and pairs, with
     the release's consistency terms: ``token_weight`` x MSE between the output
     tokens on the degraded image and SAM's mask tokens on the clean one, and
-    ``feature_weight`` x MSE between the mask features of both runs. ``frl``: ``"foreground"``
+    ``feature_weight`` x MSE between the mask features of both runs. ``"ref"``
+    trains SAM-REF's refiners on the same frozen base (clean and degraded
+    scenes), with the paper's normalized focal, Dice, error-map BCE and
+    error-weighted NFL losses; its optional stage 1, a decoder fine-tune, is the
+    base stage with ``train_encoder: false``. ``frl``: ``"foreground"``
     (the paper's FRL), ``"global"`` (whole-image MSE ablation) or ``"none"``.
     ``batch_size`` images per step, each with ``targets_per_image`` objects
     prompted in parallel (one encoder pass serves them all, as in SAM's training),

@@ -1,4 +1,5 @@
-"""The training loop: the base SAM (``stage="base"``), PGE adapters (``"pge"``) and RobustSAM's modules (``"robust"``).
+"""The training loop: the base SAM (``stage="base"``), PGE adapters (``"pge"``), RobustSAM's modules (``"robust"``)
+and SAM-REF's refiners (``"ref"``).
 
 Single process on CPU or GPU; under ``torchrun`` (``WORLD_SIZE`` > 1) every
 rank draws disjoint scenes and gradients are averaged with
@@ -22,17 +23,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..models.base import PromptBatch
-from ..models.registry import build_model, load_base, save_adapter, save_base, save_robust_adapter
+from ..models.base import PromptBatch, SegmentationModel
+from ..models.registry import build_model, load_base, save_adapter, save_base, save_ref_adapter, save_robust_adapter
 from .config import TrainConfig
 from .data import gt_to_input, make_sample, to_model_input
-from .losses import click_loss, consistency_losses, reconstruction_loss, segmentation_loss, soft_iou
+from .losses import click_loss, consistency_losses, reconstruction_loss, refiner_losses, segmentation_loss, soft_iou
 from .rounds import corrective_clicks, first_click, jittered_box
 from .synth import SynthConfig
 
-METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "monotone", "token", "feature", "iou_first", "iou_last", "lr",
-           "seconds"]
-ADAPTER_MODELS = {"pge": "pge_sam", "robust": "robust_sam"}
+METRICS = ["step", "loss", "seg", "iou_mse", "frl", "click", "monotone", "token", "feature", "refine", "iou_first",
+           "iou_last", "lr", "seconds"]
+ADAPTER_MODELS = {"pge": "pge_sam", "robust": "robust_sam", "ref": "sam_ref"}
 
 
 def _dist():
@@ -58,12 +59,13 @@ def build_for(cfg: TrainConfig, rank: int):
         for p in params:
             p.requires_grad_(True)
     else:
-        from ..models.registry import base_weights_path, load_adapter, load_robust_adapter
+        from ..models.registry import base_weights_path, load_adapter, load_ref_adapter, load_robust_adapter
 
         model = build_model(f"{ADAPTER_MODELS[cfg.stage]}_{cfg.backbone}", pretrained=False, device=device)
         load_base(model, base_weights_path(cfg.backbone, cfg.base_weights))
         if cfg.init:  # warm start from an adapter (e.g. one trained on an earlier base)
-            (load_adapter if cfg.stage == "pge" else load_robust_adapter)(model, Path(cfg.init))
+            loader = {"pge": load_adapter, "robust": load_robust_adapter, "ref": load_ref_adapter}[cfg.stage]
+            loader(model, Path(cfg.init))
         elif cfg.stage == "robust":
             model.robust.init_from_sam(model.sam.mask_decoder)
         params = model.trainable_parameters()
@@ -101,7 +103,8 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
     graded = _graded_rounds(cfg, rng)
     mask_input, pred = None, None
     total = torch.zeros((), device=gt.device)
-    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0, "monotone": 0.0, "token": 0.0, "feature": 0.0}
+    parts = {"seg": 0.0, "iou_mse": 0.0, "frl": 0.0, "click": 0.0, "monotone": 0.0, "token": 0.0, "feature": 0.0,
+             "refine": 0.0}
     ious, prev_soft = [], None
     for r in range(cfg.rounds):
         if r > 0 and r not in mask_only:
@@ -112,6 +115,8 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
         with torch.set_grad_enabled(r in graded and torch.is_grad_enabled()):
             if cfg.stage == "pge":
                 low_res, iou_pred, enhanced = model.decode_with_embedding(feats, prompts, multimask)
+            elif cfg.stage == "ref":
+                low_res, iou_pred, extras = _ref_decode(model, feats, prompts, multimask)
             elif cfg.stage == "robust":
                 low_res, iou_pred, extras = model.decode_robust(feats["embedding"], feats["robust_features"], prompts,
                                                                 multimask)
@@ -124,7 +129,11 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
             best = seg.argmin(1) if multimask else torch.zeros(b, dtype=torch.long, device=gt.device)
             pick = torch.arange(b, device=gt.device)
             if r in graded:
-                loss = seg[pick, best].mean() + iou_mse.mean()
+                loss = seg[pick, best].mean() + (iou_mse.mean() if cfg.stage != "ref" else 0.0)
+                if cfg.stage == "ref":
+                    refine = _ref_loss(extras, gt)
+                    loss = loss + refine
+                    parts["refine"] += float(refine.detach()) / len(graded)
                 if cfg.click_weight and coords.shape[1]:
                     click = click_loss(logits[pick, best], coords, labels, size)
                     loss = loss + cfg.click_weight * click
@@ -154,10 +163,42 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
             with torch.no_grad():
                 prev_soft = soft_iou(logits[pick, best].detach(), target[:, 0])
         mask_input = low_res[pick, best][:, None].detach().float()
+        if cfg.stage == "ref":  # what the predictor feeds back: the final mask at L and the error-map memory
+            lowres = model.spec.lowres_size
+            mask_input = torch.cat([F.interpolate(mask_input, (lowres, lowres), mode="area"), extras["memory"]], 1)
         with torch.no_grad():
             pred = F.interpolate(mask_input, (size, size), mode="bilinear", align_corners=False)[:, 0] > 0
     parts["iou_first"], parts["iou_last"] = ious[0], ious[-1]
     return total, parts
+
+
+def _ref_decode(model, feats: dict, prompts: PromptBatch, multimask: bool):
+    """SAM's frozen decoder (its best mask by predicted IoU, as at inference), then the refiners with autograd."""
+    with torch.no_grad():
+        coarse, iou = SegmentationModel.decode(model, feats, model.lowres_prompts(prompts), multimask)
+        if multimask:
+            best = iou.argmax(1)
+            pick = torch.arange(coarse.shape[0], device=coarse.device)
+            coarse, iou = coarse[pick, best][:, None], iou[pick, best][:, None]
+    final, _, extras = model.decode_ref(feats, prompts, False, coarse=coarse.float())
+    return final, iou, extras
+
+
+def _ref_loss(extras: dict, gt: torch.Tensor) -> torch.Tensor:
+    """SAM-REF's losses on the global refiner (at P) and the local one (on its crops, ground truth resampled)."""
+    g_final, g_corr, g_err = extras["global"]
+    side = g_final.shape[-1]
+    target = F.adaptive_avg_pool2d(gt[:, None].float(), side) if gt.shape[-1] != side else gt[:, None].float()
+    glob = refiner_losses(g_final, extras["coarse"], g_corr, g_err, target)
+    l_final, l_corr, l_err = extras["local"]
+    q = l_final.shape[-1]
+    crops = [F.interpolate(target[i : i + 1, :, r0 : r0 + s, c0 : c0 + s], (q, q), mode="bilinear", align_corners=False)
+             for i, (r0, c0, s) in enumerate(extras["crops"])]
+    local_coarse = torch.cat([F.interpolate(g_final[i : i + 1, :, r0 : r0 + s, c0 : c0 + s].detach(), (q, q),
+                                            mode="bilinear", align_corners=False)
+                              for i, (r0, c0, s) in enumerate(extras["crops"])])
+    local = refiner_losses(l_final, local_coarse, l_corr, l_err, torch.cat(crops))
+    return sum(glob.values()) + sum(local.values())
 
 
 def _graded_rounds(cfg: TrainConfig, rng) -> set[int]:
@@ -308,6 +349,10 @@ def batch_loss(model, cfg: TrainConfig, step: int, synth: SynthConfig, degradati
 
 def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
     """Per-batch image features and the clean image's tensors for the consistency terms (``None`` in the base stage)."""
+    if cfg.stage == "ref":  # SAM (and its detail path) frozen; the refiners' embedding projection trains
+        with torch.no_grad():
+            feats = SegmentationModel.encode(model, images)
+        return {**feats, **model.ref_features(images, feats["embedding"].float())}, None
     if cfg.stage == "base":
         # With train_encoder false the encoder's parameters stay frozen, so no graph is built there
         # (the detail path, trained with the decoder, still builds one).
@@ -325,7 +370,7 @@ def _features(model, cfg: TrainConfig, images: torch.Tensor, samples):
 
 
 def _trainable(model, cfg: TrainConfig):
-    return getattr(model, {"base": "sam", "pge": "pge", "robust": "robust"}[cfg.stage])
+    return getattr(model, {"base": "sam", "pge": "pge", "robust": "robust", "ref": "ref"}[cfg.stage])
 
 
 def _all_degradations() -> list[str]:
@@ -350,6 +395,8 @@ def export(model, cfg: TrainConfig, step: int, elapsed: float, prefix: str = "")
     model.eval()
     if cfg.stage == "base":
         return save_base(model, Path(cfg.out_dir) / f"{prefix}sam_{cfg.backbone}.safetensors", meta)
+    if cfg.stage == "ref":
+        return save_ref_adapter(model, Path(cfg.out_dir) / f"{prefix}sam_ref_{cfg.backbone}.safetensors", meta)
     if cfg.stage == "robust":
         return save_robust_adapter(model, Path(cfg.out_dir) / f"{prefix}robust_sam_{cfg.backbone}.safetensors", meta)
     return save_adapter(model, Path(cfg.out_dir) / f"{prefix}pge_sam_{cfg.backbone}.safetensors", meta)
@@ -382,7 +429,7 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
         rows = list(csv.DictReader(fh))
     df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS if rows and k in rows[0]}  # older runs lack new columns
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for col in ("loss", "seg", "frl", "click", "token", "feature"):
+    for col in ("loss", "seg", "frl", "click", "token", "feature", "refine"):
         if col in df and np.abs(df[col]).sum() > 0:
             axes[0].plot(df["step"], df[col], label=col)
     axes[0].set_xlabel("step"); axes[0].set_yscale("log"); axes[0].legend(); axes[0].set_title("losses")

@@ -89,3 +89,31 @@ def consistency_losses(degraded: dict, clean: dict) -> tuple[torch.Tensor, torch
     feature MSE); nothing is detached, as in the release.
     """
     return F.mse_loss(degraded["tokens"], clean["tokens"]), F.mse_loss(degraded["mask_features"], clean["mask_features"])
+
+
+def normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+                          weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """RITM's normalized focal loss: the focal weights ``(1 - p_t)^gamma`` (times ``weight``) rescaled to sum
+    to one per mask, so easy pixels neither vanish nor dominate; (B, 1, H, W) -> scalar."""
+    prob = torch.sigmoid(logits)
+    p_t = prob * target + (1 - prob) * (1 - target)
+    focal = (1 - p_t) ** gamma
+    if weight is not None:
+        focal = focal * weight
+    norm = focal.flatten(1).sum(-1).detach().clamp(min=eps)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return ((focal * ce).flatten(1).sum(-1) / norm).mean()
+
+
+def refiner_losses(final: torch.Tensor, coarse: torch.Tensor, correction: torch.Tensor, error: torch.Tensor,
+                   target: torch.Tensor, error_weight: float = 4.0) -> dict[str, torch.Tensor]:
+    """SAM-REF's losses for one refiner (all (T, 1, P, P); ``target`` soft ground truth at P):
+
+    ``nfl`` + ``dice`` on the final mask; ``error``: BCE of the error map against where
+    the coarse mask is wrong; ``weighted``: NFL of the refined mask (coarse + correction)
+    with ``1 + error_weight`` times the weight where the coarse mask is wrong.
+    """
+    wrong = ((coarse.detach() > 0).float() != (target > 0.5).float()).float()
+    return {"nfl": normalized_focal_loss(final, target), "dice": dice_loss(final, target).mean(),
+            "error": F.binary_cross_entropy_with_logits(error, wrong),
+            "weighted": normalized_focal_loss(coarse.detach() + correction, target, weight=1 + error_weight * wrong)}

@@ -27,7 +27,7 @@ VAL_SEED_BASE = 900_000_000
 
 def validation_samples(cfg: TrainConfig, synth: SynthConfig, degradations: list[str]) -> list:
     """``cfg.val_scenes`` fixed held-out :class:`~.data.Sample` s with one target each."""
-    val_cfg = replace(cfg, targets_per_image=1, clean_prob=0.5 if cfg.stage == "base" else 0.0)
+    val_cfg = replace(cfg, targets_per_image=1, clean_prob=0.5 if cfg.stage in ("base", "ref") else 0.0)
     return [make_sample(VAL_SEED_BASE + i, val_cfg, synth, degradations) for i in range(cfg.val_scenes)]
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-MODEL_CHOICES: tuple[str, ...] = ("pge_sam_tiny", "sam_tiny", "robust_sam_tiny", "pge_sam_vit_b", "sam_vit_b",
-                                  "robust_sam_vit_b")
+MODEL_CHOICES: tuple[str, ...] = ("pge_sam_tiny", "sam_tiny", "robust_sam_tiny", "sam_ref_tiny", "pge_sam_vit_b",
+                                  "sam_vit_b", "robust_sam_vit_b", "sam_ref_vit_b")
 """Model names offered in the widget (``pge_sam.build_model`` registry names); the first is the default."""
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")

@@ -1,0 +1,57 @@
+"""PGE-SAM + SAM-REF (``pge_sam_ref_<backbone>``): the two fixes for two failures, in series.
+
+PGE-SAM restores the embedding a degraded image spoils; SAM-REF recovers the
+detail the 16x (8x for tiny) embedding grid loses. Here PGE's prompt-guided,
+restored embedding feeds both SAM's decoder (the coarse mask) and the
+refiners (projected per click, since it depends on the prompts); the image
+goes to the refiners as in ``sam_ref``. The weights are the two variants' own:
+the PGE adapter and the SAM-REF refiners, each trained on the plain base, so
+this model needs no training of its own (whether it beats either alone is
+measured in ``docs/model_cards.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import BackboneSpec
+from .base import PromptBatch
+from .pge import PGESamModel
+from .ref import RefModules, _split_memory, ref_sizes, refine
+
+
+class PgeSamRefModel(PGESamModel):
+    """Frozen SAM + PGE modules (``pge``) + SAM-REF refiners (``ref``)."""
+
+    variant = "pge_sam_ref"
+
+    def __init__(self, sam, spec: BackboneSpec, name: str, **pge_kwargs) -> None:
+        super().__init__(sam, spec, name, **pge_kwargs)
+        self.ref = RefModules(spec, ref_sizes(spec))
+
+    def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().encode(images)
+        side = min(self.spec.img_size, 2 * self.spec.mask_size)
+        image = images[:, :1]
+        if image.shape[-1] != side:
+            image = nn.functional.interpolate(image, (side, side), mode="area")
+        return {**out, "ref_image": image}
+
+    def decode(self, features, prompts: PromptBatch, multimask: bool):
+        previous, previous_error = _split_memory(prompts.mask_input)
+        coarse, iou, enhanced = self.decode_with_embedding(
+            features, PromptBatch(prompts.coords, prompts.labels, prompts.box, previous), multimask)
+        if multimask:  # refine PGE-SAM's best guess only
+            best = iou.argmax(1)
+            pick = torch.arange(coarse.shape[0], device=coarse.device)
+            coarse, iou = coarse[pick, best][:, None], iou[pick, best][:, None]
+        feats = {"ref_image": features["ref_image"], "ref_embedding": self.ref.project(enhanced)}
+        final, extras = refine(self.ref, self.spec, feats, prompts, coarse, previous, previous_error)
+        return final, iou, extras["memory"]
+
+    def extra_state_names(self) -> tuple[str, ...]:
+        return (*super().extra_state_names(), "ref_image")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return []
