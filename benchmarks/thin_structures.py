@@ -4,7 +4,8 @@ Two cases on a 256 x 256 slice, each at widths 2, 3, 4, 6 px: an isolated bright
 background, and a bright ribbon around a darker disk. One positive click on the structure, then a second on
 another part of it (the band) or one benchmark click (the ribbon). Prints IoU with the structure.
 
-Usage:  python benchmarks/thin_structures.py [--checkpoint FILE ...]   (default: the shipped sam_tiny)
+Usage:  python benchmarks/thin_structures.py [--checkpoint FILE ...] [--model sam_ref_tiny --adapter FILE]
+        (default: the shipped sam_tiny)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scipy import ndimage
 
 from pge_sam import Session
 from pge_sam.evaluate.clicks import next_click
-from pge_sam.models.registry import build_model, load_base, shipped_path
+from pge_sam.models.registry import build_model, shipped_path
 from pge_sam.predictor import Predictor
 
 
@@ -67,17 +68,18 @@ def run(model, case) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", nargs="*", default=[str(shipped_path("sam_tiny"))])
+    ap.add_argument("--checkpoint", nargs="*", default=[str(shipped_path("sam_tiny"))], help="base weights")
+    ap.add_argument("--model", default="sam_tiny", help="e.g. sam_ref_tiny (on each --checkpoint)")
+    ap.add_argument("--adapter", default=None, help="the model's trained modules (default: its shipped ones)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print("| weights | case | width (px) | IoU, 1 click | IoU, 2 clicks |\n|---|---|---|---|---|")
+    print("| model | weights | case | width (px) | IoU, 1 click | IoU, 2 clicks |\n|---|---|---|---|---|---|")
     for path in args.checkpoint:
-        model = build_model("sam_tiny", pretrained=False, device="cpu")
-        load_base(model, Path(path))
+        model = build_model(args.model, checkpoint=path, adapter=args.adapter, device="cpu")
         for name, make in (("band", band), ("ribbon", ribbon)):
-            for width in (2, 3, 4, 6):
+            for width in (2, 3, 4, 6, 8):
                 a, b = run(model, make(width))
-                print(f"| {Path(path).name} | {name} | {width} | {a:.3f} | {b:.3f} |")
+                print(f"| {args.model} | {Path(path).name} | {name} | {width} | {a:.3f} | {b:.3f} |")
 
 
 if __name__ == "__main__":

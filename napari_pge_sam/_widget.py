@@ -20,6 +20,7 @@ from pge_sam.errors import PgeSamError
 from pge_sam.interaction import Interaction, describe_error
 from pge_sam.normalize import DEFAULT_ARGS, Normalization
 
+from ._degrade_panel import DegradePanel
 from ._layers import PromptLayers, current_index, image_array, slicing_axis, voxel_size
 from ._model_panel import ModelPanel
 from ._panel import Panel
@@ -41,6 +42,8 @@ class PgeSamWidget(QWidget):
         self.ui = ui = Panel(self)
         self.models = ModelPanel(ui, self.jobs, self.controller, self._report, self.set_model, self._job_failed,
                                  given=model if model is not None else sessions)
+        self.degrade = DegradePanel(ui, napari_viewer, self.jobs, lambda: self._layer_by_name(ui.image.currentText()),
+                                    self._report)
         self.layers: PromptLayers | None = None
         self.image_layer = None
         self.positive, self.closed, self._parented, self._detaching, self._index = True, False, False, False, 0
@@ -329,8 +332,8 @@ class PgeSamWidget(QWidget):
             self._info(f"{doing} in the background ...")
 
     def cancel(self) -> None:
-        """Ask the running precompute, save or propagation to stop (what is done is kept)."""
-        asked = self.jobs.cancel("precompute", "propagate", "embeddings")
+        """Ask the running precompute, save, propagation or degradation preview to stop (what is done is kept)."""
+        asked = self.jobs.cancel("precompute", "propagate", "embeddings", "degrade")
         self._info("cancelling ..." if asked else "nothing to cancel")
 
     def save_labels(self, path: str | None = None) -> str | None:

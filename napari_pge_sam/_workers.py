@@ -45,7 +45,7 @@ class QtProgress(QObject):
 
 
 class Job:
-    """One running worker: its kind ("model", "encode", "precompute", "propagate", "embeddings", "download"),
+    """One running worker: its kind ("model", "encode", "precompute", "propagate", "embeddings", "download", "degrade"),
     progress and bar."""
 
     def __init__(self, kind: str, progress: QtProgress | None, bar) -> None:

@@ -34,8 +34,9 @@ Per click, after SAM's decoder gave coarse logits:
 
 The final logits are fed back (as SAM's ``mask_input``) with the error map as
 a second channel: that is the per-slice memory a session keeps and undoes. The
-last convolution of each refiner is zero-initialised, so an untrained refiner
-returns SAM's mask exactly.
+last convolution of each refiner starts at zero (its error-map bias at
+``ERROR_PRIOR``: SAM is presumed right until the refiner learns where it is
+not), so an untrained refiner returns SAM's mask exactly.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from .base import PromptBatch, SegmentationModel
 
 REF_KEYS = ("ref_image", "ref_embedding")
 SELECT_RATIO = 1.1  # the paper's threshold on the ratio of error areas between rounds
+ERROR_PRIOR = -4.0  # initial error-map logit: SAM is assumed right until the refiner learns where it is not
 FULL_WIDTH = 16  # channels of the refiners' full-resolution read-out
 N_INPUTS = 6  # image, positive disks, negative disks, box, coarse probability, previous probability
 
@@ -107,7 +109,8 @@ class FusionRefiner(nn.Module):
         self.full = nn.Conv2d(N_INPUTS, FULL_WIDTH, 3, padding=1)
         self.out = nn.Conv2d(FULL_WIDTH, 2, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        with torch.no_grad():  # correction 0; error map sigmoid(-4) = 0.02: a change must be flagged to happen
+            self.out.bias.copy_(torch.tensor([0.0, ERROR_PRIOR]))
 
     def forward(self, inputs: torch.Tensor, embedding: torch.Tensor, coarse: torch.Tensor):
         x = self.stem(inputs) + embedding
