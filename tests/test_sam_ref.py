@@ -56,7 +56,7 @@ def test_untrained_refiner_returns_sams_mask_exactly_click_after_click():
         a = p_ref.decode(f_ref, prompts, img.shape, mask_input=fb_ref)
         b = p_sam.decode(f_sam, prompts, img.shape, mask_input=fb_sam)
         assert np.array_equal(a.logits, b.logits)
-        assert a.low_res.shape[1] == 2 and b.low_res.shape[1] == 1  # the memory channel rides along
+        assert a.low_res.shape[1] == 3 and b.low_res.shape[1] == 1  # the memory channels ride along
         assert torch.equal(a.low_res[:, :1], b.low_res)
         fb_ref, fb_sam = a.low_res, b.low_res
 
@@ -141,7 +141,7 @@ def test_undo_restores_the_refiner_memory():
     session.add_point((1, 50, 60), True)
     obj = session.state.objects[session.state.label]
     after_first = obj.logits[(0, 1)].clone()
-    assert after_first.shape[1] == 2 and after_first[:, 1].abs().sum() > 0
+    assert after_first.shape[1] == 3 and after_first[:, 1].abs().sum() > 0
     session.add_point((1, 35, 45), False)
     assert not torch.equal(obj.logits[(0, 1)], after_first)
     second = session.labels.copy()
@@ -209,7 +209,7 @@ def test_every_backbone_builds_and_refines(backbone):
         assert feats["ref_image"].shape[-1] == 512
         prompts = PromptBatch(torch.tensor([[[500.0, 400.0]]]), torch.ones(1, 1, dtype=torch.long), None, None)
         logits, iou, memory = model.decode(feats, prompts, False)
-    assert logits.shape == (1, 1, 256, 256) and memory.shape == (1, 1, 256, 256)
+    assert logits.shape == (1, 1, 256, 256) and memory.shape == (1, 2, 256, 256)
 
 
 def test_missing_refiner_weights_say_how_to_get_them(tmp_path):
@@ -234,7 +234,7 @@ def test_pge_sam_ref_combines_both_trained_files_and_refuses_one_adapter(tmp_pat
     prompts = SlicePrompts().with_point(Point(50, 60, True))
     a = p_both.decode(f_both, prompts, img.shape)
     b = p_pge.decode(f_pge, prompts, img.shape)
-    assert np.array_equal(a.logits, b.logits) and a.low_res.shape[1] == 2
+    assert np.array_equal(a.logits, b.logits) and a.low_res.shape[1] == 3
     from pge_sam.errors import InputError
 
     with pytest.raises(InputError, match="combines two trained files"):

@@ -18,7 +18,7 @@ from torch import nn
 from .backbones import BackboneSpec
 from .base import PromptBatch
 from .pge import PGESamModel
-from .ref import RefModules, _split_memory, ref_sizes, refine
+from .ref import RefModules, ref_sizes, refine, split_feedback
 
 
 class PgeSamRefModel(PGESamModel):
@@ -39,9 +39,8 @@ class PgeSamRefModel(PGESamModel):
         return {**out, "ref_image": image}
 
     def decode(self, features, prompts: PromptBatch, multimask: bool):
-        previous, previous_error = _split_memory(prompts.mask_input)
-        coarse, iou, enhanced = self.decode_with_embedding(
-            features, PromptBatch(prompts.coords, prompts.labels, prompts.box, previous), multimask)
+        sam_prompts, previous, previous_error = split_feedback(prompts)
+        coarse, iou, enhanced = self.decode_with_embedding(features, sam_prompts, multimask)
         if multimask:  # refine PGE-SAM's best guess only
             best = iou.argmax(1)
             pick = torch.arange(coarse.shape[0], device=coarse.device)

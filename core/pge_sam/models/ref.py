@@ -32,8 +32,10 @@ Per click, after SAM's decoder gave coarse logits:
    previous round, on the previous final mask (a click then changes only the
    region around it).
 
-The final logits are fed back (as SAM's ``mask_input``) with the error map as
-a second channel: that is the per-slice memory a session keeps and undoes. The
+The final logits are fed back with the error map and SAM's own coarse logits
+as further channels: the per-slice memory a session keeps and undoes. The
+refiners read the final mask and the error map; SAM's decoder gets its own
+coarse logits back, the input it was trained on. The
 last convolution of each refiner starts at zero (its error-map bias at
 ``ERROR_PRIOR``: SAM is presumed right until the refiner learns where it is
 not), so an untrained refiner returns SAM's mask exactly.
@@ -234,10 +236,10 @@ class SamRefModel(SegmentationModel):
         map) after the previous logits. ``coarse`` (training): SAM's logits
         already computed. Extras: ``coarse``, ``global`` (final, correction,
         error), ``local`` (final, correction, error at the local side),
-        ``crops`` [(row0, col0, side)], ``choice`` per set, ``memory`` (T, 1, L, L).
+        ``crops`` [(row0, col0, side)], ``choice`` per set, ``memory`` (T, 2, L, L): the
+        global error map and SAM's coarse logits.
         """
-        previous, previous_error = _split_memory(prompts.mask_input)
-        sam_prompts = PromptBatch(prompts.coords, prompts.labels, prompts.box, previous)
+        sam_prompts, previous, previous_error = split_feedback(prompts)
         if coarse is None:
             logits, iou = super().decode(features, sam_prompts, multimask)
             if multimask:  # refine SAM's best guess only
@@ -313,7 +315,9 @@ def refine(ref: RefModules, spec: BackboneSpec, features: dict, prompts: PromptB
         rows.append(_paste(base, local, r0, c0))
     final = torch.cat(rows)
     low = spec.lowres_size
-    memory = F.interpolate(g_err.detach(), (low, low), mode="area")
+    # SAM's decoder gets its own coarse logits back next round (the inputs it was trained on; the refined
+    # logits' larger magnitudes threw it off), the refiners get the final mask and the error map
+    memory = F.interpolate(torch.cat([g_err.detach(), coarse.detach()], 1), (low, low), mode="area")
     return final, {"coarse": coarse, "global": (g_final, g_corr, g_err), "local": (l_final, l_corr, l_err),
                         "crops": crops, "choice": choice, "memory": memory}
 
@@ -323,12 +327,20 @@ def _per_set(x: torch.Tensor, t: int) -> torch.Tensor:
     return x if x.shape[0] == t else x.repeat_interleave(t // x.shape[0], 0)
 
 
+def split_feedback(prompts: PromptBatch) -> tuple[PromptBatch, torch.Tensor | None, torch.Tensor | None]:
+    """(the prompts SAM's decoder gets: its own previous coarse logits as mask input, the previous final mask,
+    the previous error map) from prompts whose ``mask_input`` is a fed-back SAM-REF mask with its memory."""
+    previous, previous_error, previous_coarse = _split_memory(prompts.mask_input)
+    sam_mask = previous if previous_coarse is None else previous_coarse
+    return PromptBatch(prompts.coords, prompts.labels, prompts.box, sam_mask), previous, previous_error
+
+
 def _split_memory(mask_input: torch.Tensor | None):
+    """Fed-back (1, C, L, L) -> (final mask, error map, SAM's own coarse logits), absent channels ``None``."""
     if mask_input is None:
-        return None, None
-    if mask_input.shape[1] == 1:
-        return mask_input, None
-    return mask_input[:, :1], mask_input[:, 1:2]
+        return None, None, None
+    channels = [mask_input[:, i : i + 1] for i in range(min(3, mask_input.shape[1]))]
+    return tuple(channels + [None] * (3 - len(channels)))
 
 
 def _resize(x: torch.Tensor, side: int) -> torch.Tensor:

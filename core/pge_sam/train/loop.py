@@ -163,7 +163,7 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
             with torch.no_grad():
                 prev_soft = soft_iou(logits[pick, best].detach(), target[:, 0])
         mask_input = low_res[pick, best][:, None].detach().float()
-        if cfg.stage == "ref":  # what the predictor feeds back: the final mask at L and the error-map memory
+        if cfg.stage == "ref":  # what the predictor feeds back: the final mask at L and the memory (error map, SAM's logits)
             lowres = model.spec.lowres_size
             mask_input = torch.cat([F.interpolate(mask_input, (lowres, lowres), mode="area"), extras["memory"]], 1)
         with torch.no_grad():
@@ -174,8 +174,10 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
 
 def _ref_decode(model, feats: dict, prompts: PromptBatch, multimask: bool):
     """SAM's frozen decoder (its best mask by predicted IoU, as at inference), then the refiners with autograd."""
+    from ..models.ref import split_feedback
+
     with torch.no_grad():
-        coarse, iou = SegmentationModel.decode(model, feats, model.lowres_prompts(prompts), multimask)
+        coarse, iou = SegmentationModel.decode(model, feats, split_feedback(prompts)[0], multimask)
         if multimask:
             best = iou.argmax(1)
             pick = torch.arange(coarse.shape[0], device=coarse.device)
