@@ -264,3 +264,20 @@ def test_vit_b_refiners_train_on_a_frozen_random_sam():
     assert parts["refine"] > 0
     assert all(p.grad is not None for p in model.ref.parameters())
     assert all(p.grad is None for p in model.sam.parameters())
+
+
+def test_saved_embeddings_carry_the_refiner_inputs(tmp_path):
+    """A sam_ref session's precomputed slices (with ref_image / ref_embedding) serve a fresh session unchanged."""
+    from pge_sam.embeddings import load_embeddings, save_embeddings
+
+    model = _perturbed(seeded_model("sam_ref_tiny"))
+    vol = np.stack([_image(i) for i in range(3)]).astype(np.float32)
+    first = Session(Predictor(model), vol)
+    first.precompute()
+    save_embeddings(first, tmp_path / "emb")
+    first.add_point((1, 50, 60), True)
+    other = Session(Predictor(model), vol)
+    load_embeddings(other, tmp_path / "emb")
+    other.add_point((1, 50, 60), True)
+    assert other.predictor.encoder_calls == 0
+    assert np.array_equal(other.labels, first.labels)

@@ -177,3 +177,24 @@ def test_robust_export_reloads_to_identical_outputs(tmp_path, random_base):
     with open(tmp_path / "run_robust" / "metrics.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 and float(rows[-1]["feature"]) > 0
+
+
+def test_the_no_guidance_ablation_trains_and_reloads_without_guidance(tmp_path, random_base):
+    """Issue 17's ablation: ``guidance: false`` zeroes the guidance maps in training and, through the adapter's
+    header, at inference (the maps the PGE modules receive are all zero; with guidance they are not)."""
+    cfg = small_config(tmp_path, "pge", base_weights=str(random_base), lr=3e-3, guidance=False)
+    exported = train(cfg, progress=False)
+    from_file = build_model("pge_sam_tiny", checkpoint=random_base, adapter=exported, device="cpu")
+    assert from_file.guidance is False
+    seen = []
+    enhance = from_file.pge.enhance
+    from_file.pge.enhance = lambda embedding, early, maps: seen.append(maps) or enhance(embedding, early, maps)
+    decode_outputs(from_file)
+    assert len(seen) == 3 and all(float(m.abs().sum()) == 0 for m in seen)
+    from_file.guidance = True
+    decode_outputs(from_file)
+    assert all(float(m.abs().sum()) > 0 for m in seen[3:])
+    from pge_sam.errors import InputError
+
+    with pytest.raises(InputError, match="guidance: false"):
+        small_config(tmp_path, "base", guidance=False)

@@ -127,6 +127,8 @@ class PGESamModel(SegmentationModel):
     def __init__(self, sam, spec: BackboneSpec, name: str, low_dim: int, guide_dim: int, restore_dim: int, n_blocks: int = 3) -> None:
         super().__init__(sam, spec, name)
         self.pge = PGEModules(spec, low_dim, guide_dim, restore_dim, n_blocks)
+        # False: the ablation without prompt guidance (zero guidance maps); saved in the adapter's header
+        self.guidance = True
 
     def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         embedding, early = self.encode_backbone(images)
@@ -149,6 +151,8 @@ class PGESamModel(SegmentationModel):
             k = n // embedding.shape[0]
             embedding, early = embedding.repeat_interleave(k, 0), early.repeat_interleave(k, 0)
         maps = guidance_maps(prompts, self.spec.img_size, self.spec.lowres_size, n, embedding.device)
+        if not self.guidance:
+            maps = torch.zeros_like(maps)
         enhanced = self.pge.enhance(embedding, early, maps)
         detail = detail_features(features)
         if detail is not None and enhanced.shape[0] != features["embedding"].shape[0]:  # one enhanced map per prompt set

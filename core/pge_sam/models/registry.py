@@ -236,6 +236,7 @@ def load_adapter(model: PGESamModel, path: Path) -> None:
     tensors, meta = W.read_safetensors(path)
     check_meta(meta, path, kind="pge_adapter", backbone=model.spec.name)
     W.load_into(model.pge, tensors, path, f"pge_sam_{model.spec.name} adapter")
+    model.guidance = bool(meta.get("guidance", True))  # False: trained as the no-guidance ablation
     model.weights_changed(f"{model.weights_source} + {path}")
 
 
@@ -283,7 +284,7 @@ def save_base(model: SegmentationModel, path: Path | str, meta: dict | None = No
 
 def save_adapter(model: PGESamModel, path: Path | str, meta: dict | None = None, half: bool = False) -> Path:
     """Save only the PGE modules of ``model``."""
-    header = dict(meta or {}, kind="pge_adapter", backbone=model.spec.name)
+    header = dict(meta or {}, kind="pge_adapter", backbone=model.spec.name, guidance=bool(model.guidance))
     return W.save_safetensors(model.pge.state_dict(), path, header, half=half)
 
 

@@ -27,6 +27,8 @@ class TrainConfig:
     error-weighted NFL losses; its optional stage 1, a decoder fine-tune, is the
     base stage with ``train_encoder: false``. ``frl``: ``"foreground"``
     (the paper's FRL), ``"global"`` (whole-image MSE ablation) or ``"none"``.
+    ``guidance: false`` (pge stage): the ablation without prompt guidance, zero
+    guidance maps in training and, through the adapter's header, at inference.
     ``batch_size`` images per step, each with ``targets_per_image`` objects
     prompted in parallel (one encoder pass serves them all, as in SAM's training),
     drawn among masks of at least ``min_target_area`` pixels with probability
@@ -86,6 +88,7 @@ class TrainConfig:
     workers: int = 0
     train_encoder: bool = True
     frl: str = "foreground"
+    guidance: bool = True
     frl_weight: float = 10.0
     token_weight: float = 2.0
     feature_weight: float = 100.0
@@ -108,6 +111,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise InputError(f"stage must be one of {', '.join(repr(s) for s in STAGES)}, got {self.stage!r}")
+        if not self.guidance and self.stage != "pge":
+            raise InputError("guidance: false is the PGE ablation; it needs stage 'pge'")
         if self.frl not in ("foreground", "global", "none"):
             raise InputError(f"frl must be 'foreground', 'global' or 'none', got {self.frl!r}")
         if self.rounds < 1 or self.mask_only_rounds >= self.rounds:

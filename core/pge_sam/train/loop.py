@@ -68,6 +68,8 @@ def build_for(cfg: TrainConfig, rank: int):
             loader(model, Path(cfg.init))
         elif cfg.stage == "robust":
             model.robust.init_from_sam(model.sam.mask_decoder)
+        if cfg.stage == "pge":
+            model.guidance = cfg.guidance
         params = model.trainable_parameters()
     model.train()
     return model, params
