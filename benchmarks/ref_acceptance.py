@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tiny_v2_acceptance import drop_rate, merge
+from tiny_v2_acceptance import drop_rate, merge, pooled_rows
 
 from pge_sam.evaluate.paired import paired_difference
-from pge_sam.evaluate.report import load_results
 
 THIN = ("gm_left", "gm_right", "corpus_callosum", "skull")
 METRICS = ("miou", "noc90", "iou_1", "noc85")
@@ -54,10 +53,7 @@ def main() -> None:
     if len(args.base_runs) != len(args.runs):
         parser.error("one base run per new run (same seeds, same order)")
     merged = [merge(b, n, args.out / f"merged_{i}") for i, (b, n) in enumerate(zip(args.base_runs, args.runs))]
-    rows = []
-    for i, folder in enumerate(merged):
-        rows.extend(dict(r, target=f"{i}:{r['target']}") for r in load_results(folder / "results.csv"))
-    rows = [r for r in rows if r["predictor"] in (args.base, args.new)]
+    rows = [r for r in pooled_rows(merged) if r["predictor"] in (args.base, args.new)]
     modalities = list(dict.fromkeys(r["modality"] for r in rows))
     lines = [f"# {args.new} minus {args.base} (DM-Seg-mini v2 test split, {len(merged)} seeds pooled)", "",
              "## All targets", "", *table(rows, args.base, args.new, modalities), "",

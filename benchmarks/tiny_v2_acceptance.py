@@ -49,6 +49,14 @@ def merge(ref: Path, new: Path, out: Path) -> Path:
     return out
 
 
+def pooled_rows(folders: list[Path]) -> list[dict]:
+    """The 2D rows of merged seed folders, targets prefixed ``<i>:`` per folder (rows pair within a seed)."""
+    rows = []
+    for i, folder in enumerate(folders):
+        rows.extend(dict(r, target=f"{i}:{r['target']}") for r in load_results(folder / "results.csv"))
+    return rows
+
+
 def drop_rate(rows: list[dict], predictor: str, modality: str, threshold: float = 0.02) -> tuple[float, int]:
     """Share of click steps k -> k+1 whose IoU falls by more than ``threshold`` (and the number of steps)."""
     curves = [[r[f"iou_{k}"] for k in range(1, 21) if f"iou_{k}" in r]
@@ -80,9 +88,7 @@ def main() -> None:
         parser.error("one reference run per new run (same seeds, same order)")
     merged = [merge(r, n, args.out / f"merged_{i}") for i, (r, n) in enumerate(zip(args.ref, args.runs))]
     report = write_pooled_report(merged, args.out)
-    rows = []
-    for i, folder in enumerate(merged):
-        rows.extend(dict(r, target=f"{i}:{r['target']}") for r in load_results(folder / "results.csv"))
+    rows = pooled_rows(merged)
     lines = [f"# Acceptance of {args.new} (pooled over {len(merged)} seeds; report: {report.summary})", "",
              "## 2D: new model minus the best classical method (target-resampled 95 % intervals)", "",
              "| modality | best classical | metric | condition | n | classical | new | new - classical | interval |",

@@ -51,6 +51,14 @@ def overfit(cfg: TrainConfig, steps: int) -> tuple[float, float, torch.nn.Module
     return losses[0], losses[-1], model
 
 
+def assert_shipped_base_unchanged(model) -> None:
+    """``model.sam`` is frozen and still holds the shipped sam_tiny's weights exactly."""
+    assert not any(p.requires_grad for p in model.sam.parameters())
+    reference = build_model("sam_tiny", device="cpu")
+    for (name, p), q in zip(model.sam.state_dict().items(), reference.sam.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
 def test_base_steps_lower_the_loss(tmp_path):
     before, after, _ = overfit(small_config(tmp_path), steps=8)
     assert after < 0.8 * before, (before, after)
@@ -66,10 +74,7 @@ def test_pge_steps_lower_the_loss_and_leave_the_base_frozen(tmp_path, frl):
     cfg = small_config(tmp_path, "pge", frl=frl, lr=5e-3)
     before, after, model = overfit(cfg, steps=30)
     assert after < 0.9 * before, (before, after)
-    assert not any(p.requires_grad for p in model.sam.parameters())
-    reference = build_model("sam_tiny", device="cpu")
-    for (name, p), q in zip(model.sam.state_dict().items(), reference.sam.state_dict().values()):
-        assert torch.equal(p, q), name
+    assert_shipped_base_unchanged(model)
 
 
 def test_batch_loss_is_a_pure_function_of_the_step(tmp_path):
