@@ -5,7 +5,7 @@ dark ellipses (3265 px, axis ratio 0.38, clicked at its innermost pixel):
 IoU > 0.6. The largest disk around the click that stays inside the ellipse
 scores 0.40 and the random walker seeded by the same click 0.10; the shipped
 sam_tiny and pge_sam_tiny score 0.704 and 0.712 (v1, when the threshold was
-set: 0.650 and 0.654; docs/model_cards.md), robust_sam_tiny 0.680. 0.6
+set: 0.650 and 0.654; docs/model_cards.md), robust_sam_tiny 0.680, sam_ref_tiny 0.695 (sam_tiny v6 0.737). 0.6
 requires a mask that follows the ellipse's long axis well beyond any disk
 around the click, and a retrained model that does worse than the shipped one
 on this ellipse fails.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pge_sam import Session, build_model
-from pge_sam.models.registry import adapter_path, default_model, robust_adapter_path, shipped_path
+from pge_sam.models.registry import adapter_path, default_model, ref_adapter_path, robust_adapter_path, shipped_path
 from pge_sam.models.weights import read_safetensors
 from pge_sam.predictor import Predictor
 from pge_sam.samples import shepp_logan, shepp_logan_regions
@@ -25,7 +25,7 @@ from skimage.measure import regionprops
 
 TINY = ["sam_tiny", "pge_sam_tiny"]
 SHIPPED = {"sam_tiny": shipped_path("sam_tiny"), "pge_sam_tiny": adapter_path("tiny"),
-           "robust_sam_tiny": robust_adapter_path("tiny")}
+           "robust_sam_tiny": robust_adapter_path("tiny"), "sam_ref_tiny": ref_adapter_path("tiny")}
 
 
 def test_both_tiny_models_are_shipped_within_12_mb_and_pge_is_the_default():
@@ -42,7 +42,7 @@ def test_shipped_files_carry_their_provenance(path):
     _, info = read_safetensors(path)
     assert info["steps"] > 0 and info["wall_seconds"] > 0 and info["machine"]
     assert "procedural" in info["training_data"]
-    assert info["config"]["stage"] in ("base", "pge", "robust")
+    assert info["config"]["stage"] in ("base", "pge", "robust", "ref")
 
 
 def dark_ellipse() -> np.ndarray:

@@ -394,7 +394,7 @@ def export(model, cfg: TrainConfig, step: int, elapsed: float, prefix: str = "")
             f"{'cuda' if model.device.type == 'cuda' else 'cpu'} threads={torch.get_num_threads()}".strip(),
             "training_data": "pge_sam.train.synth procedural scenes" + (
                 f" + pge_sam.train.synthseg SynthSeg-style scenes ({cfg.synthseg_prob:.0%})" if cfg.synthseg_prob else "")
-            + (f", {1 - cfg.clean_prob:.0%} degraded" if cfg.degrade_base else "") + " (no benchmark images)",
+            + (f", {1 - cfg.clean_prob:.0%} degraded" if cfg.degrade_base or cfg.stage != "base" else "") + " (no benchmark images)",
             "config": cfg.to_dict(), "version": 1}
     model.eval()
     if cfg.stage == "base":
