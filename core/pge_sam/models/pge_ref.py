@@ -18,7 +18,7 @@ from torch import nn
 from .backbones import BackboneSpec
 from .base import PromptBatch
 from .pge import PGESamModel
-from .ref import RefModules, ref_sizes, refine, split_feedback
+from .ref import RefModules, ref_image, ref_sizes, refine, split_feedback
 
 
 class PgeSamRefModel(PGESamModel):
@@ -31,12 +31,7 @@ class PgeSamRefModel(PGESamModel):
         self.ref = RefModules(spec, ref_sizes(spec))
 
     def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = super().encode(images)
-        side = min(self.spec.img_size, 2 * self.spec.mask_size)
-        image = images[:, :1]
-        if image.shape[-1] != side:
-            image = nn.functional.interpolate(image, (side, side), mode="area")
-        return {**out, "ref_image": image}
+        return {**super().encode(images), "ref_image": ref_image(images, self.spec)}
 
     def decode(self, features, prompts: PromptBatch, multimask: bool):
         sam_prompts, previous, previous_error = split_feedback(prompts)

@@ -134,6 +134,14 @@ class RefModules(nn.Module):
         self.local = FusionRefiner(sizes.width, sizes.blocks)
 
 
+def ref_image(images: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
+    """The refiners' cached image: channel 0 of the preprocessed (B, 3, S, S) batch, area-resized to
+    ``min(S, 2 * mask side)``."""
+    side = min(spec.img_size, 2 * spec.mask_size)
+    image = images[:, :1]
+    return image if image.shape[-1] == side else F.interpolate(image, (side, side), mode="area")
+
+
 def prompt_maps(prompts: PromptBatch, t: int, side: int, input_size: int, box_xyxy=None,
                 radius: float = RefSizes.disk_radius) -> torch.Tensor:
     """(T, 3, side, side): positive disks, negative disks, box, for the window ``box_xyxy`` of the input frame.
@@ -211,19 +219,12 @@ class SamRefModel(SegmentationModel):
         super().__init__(sam, spec, name)
         self.ref = RefModules(spec, sizes or ref_sizes(spec))
 
-    @property
-    def image_side(self) -> int:
-        return min(self.spec.img_size, 2 * self.spec.mask_size)
-
     def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         out = super().encode(images)
         return {**out, **self.ref_features(images, out["embedding"])}
 
     def ref_features(self, images: torch.Tensor, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
-        image = images[:, :1]
-        if image.shape[-1] != self.image_side:
-            image = F.interpolate(image, (self.image_side,) * 2, mode="area")
-        return {"ref_image": image, "ref_embedding": self.ref.project(embedding)}
+        return {"ref_image": ref_image(images, self.spec), "ref_embedding": self.ref.project(embedding)}
 
     def decode(self, features, prompts: PromptBatch, multimask: bool):
         logits, iou, extras = self.decode_ref(features, prompts, multimask)
