@@ -4,10 +4,12 @@ This file is the module's entry point (Module and Widget classes). It imports
 ``slicer``, ``qt`` and ``vtk`` and runs inside Slicer only. Layers:
 
 * ``PGESAMSlicerLib.logic``: ``PGESAMParameterNode`` and ``PGESAMLogic`` (MRML
-  nodes -> core session calls -> changed region written into the segment);
+  nodes -> core session calls -> changed region written into the segment),
+  over ``PGESAMSlicerLib.nodes`` (MRML nodes <-> arrays);
 * ``PGESAMSlicerLib.moduleTest``: ``PGESAMTest``, the in-Slicer tests;
-* ``PGESAMLib``: pure numpy geometry, region, dependency and progress helpers,
-  tested outside Slicer.
+* ``PGESAMLib``: pure numpy geometry, driver, region, dependency and progress
+  helpers, tested outside Slicer (the files above run there over stand-ins of
+  Slicer's modules: ``tests/slicer_fakes.py``).
 
 The ``pge_sam`` core (and torch) is imported only when a session starts, so the
 module loads before its dependencies are installed. Long work (precompute,
@@ -29,7 +31,7 @@ from slicer.util import VTKObservationMixin
 
 from PGESAMLib import SHORTCUTS, deps, geometry, shortcut_hint
 from PGESAMLib.progress import ProgressRelay
-from PGESAMSlicerLib.logic import EXCLUDE_COLOR, INCLUDE_COLOR, PGESAMLogic, PGESAMParameterNode  # noqa: F401
+from PGESAMSlicerLib.logic import PGESAMLogic, PGESAMParameterNode  # noqa: F401
 from PGESAMSlicerLib.moduleTest import PGESAMTest  # noqa: F401  (Slicer looks up <Module>Test in this module)
 
 
@@ -154,8 +156,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for eventId in (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                             slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent):
                 self._observe(p.boxRoi, eventId, self._onRoiChanged)
-        state = self.logic.state
-        if state is not None and state.key != self._sessionKey():
+        if self.logic.sessionKey is not None and self.logic.sessionKey != self._sessionKey():
             self.logic.endSession()  # inputs, model or device changed: the next prompt starts afresh
         ready = bool(p.inputVolume and p.segmentation)
         for button in (self.ui.precomputeButton, self.ui.propagateButton, self.ui.nextSegmentButton,
@@ -192,17 +193,17 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = message
 
     def _ensureSession(self):
-        if self.logic.state is not None and self.logic.state.key == self._sessionKey():
+        if self.logic.sessionKey is not None and self.logic.sessionKey == self._sessionKey():
             return
         missing = deps.missing_requirements()
         if missing and not self.onInstallDependencies():
             raise deps.MissingDependenciesError(missing)
         p = self._parameterNode
         with slicer.util.WaitCursor():
-            state = self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
-        if state.driver.notice:  # embeddings loaded for an earlier volume do not fit this one
-            logging.warning(state.driver.notice)
-            self._updateStatus(state.driver.notice)
+            sessionDriver = self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
+        if sessionDriver.notice:  # embeddings loaded for an earlier volume do not fit this one
+            logging.warning(sessionDriver.notice)
+            self._updateStatus(sessionDriver.notice)
 
     # -- prompts -----------------------------------------------------------------------------
     def _sliceNodeForPoint(self, positionWorld, required=True):
@@ -242,12 +243,14 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not start a session."), waitCursor=True):
                 self._ensureSession()
+            with slicer.util.tryWithErrorDisplay(_("Could not use this point.")):
+                sliceNode = self._sliceNodeForPoint(position)
         except Exception:
-            caller.RemoveNthControlPoint(index)  # no session: the point is no prompt
+            caller.RemoveNthControlPoint(index)  # no session, or placed in 3D: the point is no prompt
             return
         # A point the session refuses disappears: the lists are redrawn from the session's prompts.
         with slicer.util.tryWithErrorDisplay(_("Could not use this point."), waitCursor=True):
-            change = self.logic.addPoint(position, include, self._sliceNodeForPoint(position))
+            change = self.logic.addPoint(position, include, sliceNode)
             self._updateStatus(_("Segment 'PGE-SAM {label}' updated.").format(label=change.label))
 
     def _onRoiChanged(self, caller, event):
@@ -272,10 +275,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None or self._busy():
             return
-        attribute = "includePoints" if include else "excludePoints"
-        if getattr(p, attribute) is None:
-            name, color = ("PGE-SAM include", INCLUDE_COLOR) if include else ("PGE-SAM exclude", EXCLUDE_COLOR)
-            setattr(p, attribute, self.logic.createPointList(name, color))
+        self.logic.markups.node(include, create=True)
         (self.ui.includePlaceWidget if include else self.ui.excludePlaceWidget).setPlaceModeEnabled(True)
 
     # -- actions -----------------------------------------------------------------------------
@@ -306,7 +306,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start a new segment.")):
             self._ensureSession()
             segmentId = self.logic.nextSegment()
-            name = self.logic.state.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+            name = self.logic.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
             self._updateStatus(_("Now segmenting '{name}'.").format(name=name))
 
     def _encodingView(self):
@@ -353,21 +353,21 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._progress = ProgressRelay(self._onProgress, slicer.app.processEvents)
         self.ui.cancelButton.enabled = True
         self._onParameterNodeModified()
+        message = None  # shown after the panel is re-enabled (which shows the default status)
         try:
             result = action(self._progress)
-            done = result if isinstance(result, str) else _("Done.")  # a message from the core, else "Done."
-            self._updateStatus(_("Cancelled.") if self._progress.cancel_requested else done)
+            message = result if isinstance(result, str) else _("Done.")  # a message from the core, else "Done."
         except Exception as exc:
-            if self._progress.cancel_requested:
-                self._updateStatus(_("Cancelled."))
-            else:
+            if not self._progress.cancel_requested:
                 logging.error(traceback.format_exc())
                 slicer.util.errorDisplay(f"{failureMessage}\n\n{exc}", detailedText=traceback.format_exc())
         finally:
-            self._progress = None
+            cancelled, self._progress = self._progress.cancel_requested, None
             self.ui.cancelButton.enabled = False
             self.ui.progressBar.value = 0
             self._onParameterNodeModified()
+        if cancelled or message:
+            self._updateStatus(_("Cancelled.") if cancelled else message)
 
     def _onProgress(self, done, total):
         self.ui.progressBar.maximum = max(total, 1)

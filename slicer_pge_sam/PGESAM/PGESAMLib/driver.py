@@ -1,12 +1,11 @@
-"""World RAS prompts of the Slicer module -> verbs of the core's ``pge_sam.interaction.Interaction`` (the
-front-end half shared with napari) -> the changed region to write into the segments. Pure: numpy only.
+"""World RAS prompts -> verbs of the core's ``pge_sam.interaction.Interaction`` (shared with napari) -> the changed
+region to write into the segments. Pure: numpy only, tested outside Slicer.
 
-:class:`SessionDriver` puts a volume (voxels and :class:`~PGESAMLib.geometry.VolumeGeometry`) into an interaction
-and maps world RAS points and boxes to voxels; the axis the prompt's view shows becomes the slicing axis, so
-propagation and precompute follow the latest prompt's view. After every verb (a refused one too) it redraws the
-include/exclude point lists (a :class:`MarkupStore`) from the current object's points as the session holds
-them, so undo, clear and next segment redraw them and a refused point disappears, and it plans the write-back
-of the changed box only (:func:`PGESAMLib.regions.plan_region_update`). No prompt history is kept here.
+:class:`SessionDriver` puts a volume into an interaction and maps world RAS points and boxes to voxels; the axis
+the prompt's view shows becomes the slicing axis, so propagation and precompute follow the latest prompt's view.
+After every verb (a refused one too) it redraws the point lists (a :class:`MarkupStore`) from the current object's
+points as the session holds them, and plans the write-back of the changed box only
+(:func:`PGESAMLib.regions.plan_region_update`). It keeps no prompt history.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ class MarkupStore(Protocol):
 
 @dataclass(frozen=True)
 class Edit:
-    """One verb's result: the core ``Change`` (``None``: nothing changed), the write-back plan (masks of the labels to
-    redraw, inside the changed box; ``None``: nothing to write), the core's message and the object edited now."""
+    """A verb's result: the core ``Change`` (``None``: nothing changed), the write-back plan (``None``: nothing to
+    write), the core's message and the object edited now."""
 
     change: object | None
     update: regions.RegionUpdate | None
@@ -41,10 +40,9 @@ class Edit:
 
 
 class SessionDriver:
-    """A session on one volume, fed with world RAS prompts. ``interaction``: a ``pge_sam.interaction.Interaction``
-    with a model; ``image``: the volume's voxels (K, J, I) == core (Z, Y, X); ``volume``: its geometry (the session
-    gets its spacing: non-square pixels are resampled); ``markups``: the point lists to keep in step, or ``None``.
-    ``notice``: why embeddings loaded for an earlier volume are not used for this one (``None``: nothing to say)."""
+    """A session on one volume fed with world RAS prompts. ``image``: voxels (K, J, I) == core (Z, Y, X);
+    ``volume``: its geometry (its spacing goes to the session); ``markups``: the point lists, or ``None``.
+    ``notice``: why embeddings loaded for an earlier volume are not used for this one (``None``: they are)."""
 
     def __init__(self, interaction, image: np.ndarray, volume: VolumeGeometry, markups: MarkupStore | None = None):
         if tuple(image.shape) != volume.shape_kji:
@@ -55,12 +53,11 @@ class SessionDriver:
         interaction.set_axis(0)
         store = interaction.embeddings
         interaction.ensure_session()  # attaches the embeddings loaded for earlier volumes, if they fit
-        self.notice = None
-        if store is not None and interaction.embeddings is None:
-            self.notice = f"The embeddings in {store} were made for another volume, model or normalisation: not used."
+        self.notice = None if store is None or interaction.embeddings is not None else (
+            f"The embeddings in {store} were made for another volume, model or normalisation: not used.")
 
     def set_volume(self, volume: VolumeGeometry) -> None:
-        """Use updated geometry (the volume was moved by a rigid parent transform); shape and voxel size stay."""
+        """Use updated geometry (a rigid parent transform moved the volume); shape and voxel size must stay."""
         if volume.shape_kji != self.volume.shape_kji or not np.allclose(volume.spacing_zyx, self.volume.spacing_zyx,
                                                                         rtol=1e-6, atol=0.0):
             raise geometry.GeometryError(
@@ -74,23 +71,20 @@ class SessionDriver:
     label = property(lambda self: self.interaction.label, doc="Label id of the object being edited.")
     has_prompts = property(lambda self: bool(self.interaction.prompts()))
 
-    # -- verbs ---------------------------------------------------------------------------------------------------
+    # -- verbs: each returns an Edit, except precompute and save_embeddings ----------------------------------------
     def add_point(self, point_ras: object, include: bool, slice_to_ras: object) -> Edit:
         """An include (positive) or exclude point, world RAS, placed in the view ``slice_to_ras``."""
-        def verb():
-            self._follow(slice_to_ras)
-            return self.interaction.add_point(tuple(self.volume.world_to_index(point_ras)[0]), bool(include))
-        return self._run(verb)
+        return self._run(lambda: self._follow(slice_to_ras).add_point(
+            tuple(self.volume.world_to_index(point_ras)[0]), bool(include)))
 
     def add_box(self, corners_ras: object, slice_to_ras: object | None = None) -> Edit:
-        """A box prompt from world RAS corners (N, 3) (e.g. an ROI's 8): on the slice through their centre, along
-        the axis the view shows (no view: the axis along which the box is thinnest), clipped to the volume."""
+        """A box from world RAS corners (N, 3) (e.g. an ROI's 8), on the slice through their centre along the axis
+        the view shows (no view: the axis along which the box is thinnest), clipped to the volume."""
         def verb():
             kji = geometry.ras_to_ijk(corners_ras, self.volume.ijk_to_ras, self.volume.parent_to_world)[:, ::-1]
-            self.interaction.set_axis(self.volume.view_axis(slice_to_ras) if slice_to_ras is not None
-                                      else geometry.thinnest_axis(kji))
-            return self.interaction.add_box(*geometry.box_from_kji_corners(kji, self.interaction.axis,
-                                                                           self.volume.shape_kji))
+            axis = self.volume.view_axis(slice_to_ras) if slice_to_ras is not None else geometry.thinnest_axis(kji)
+            self.interaction.set_axis(axis)
+            return self.interaction.add_box(*geometry.box_from_kji_corners(kji, axis, self.volume.shape_kji))
         return self._run(verb)
 
     def undo(self) -> Edit:
@@ -106,20 +100,17 @@ class SessionDriver:
         return self._run(self.interaction.next_object)
 
     def propagate(self, progress=None) -> Edit:
-        """Propagate the current object along the slicing axis; a cancel keeps the slices done (``cancelled``)."""
+        """Propagate the current object along the slicing axis; a cancel keeps the slices done."""
         return self._run(lambda: self.interaction.propagate(progress))
 
     def precompute(self, progress=None, slice_to_ras: object | None = None) -> int:
         """Encode every slice along the axis ``slice_to_ras`` shows (default: the slicing axis); returns the count.
         A cancel raises the core's ``Cancelled``; slices already encoded stay cached."""
-        self._follow(slice_to_ras)
-        return self.interaction.precompute(progress)
+        return self._follow(slice_to_ras).precompute(progress)
 
     def save_embeddings(self, path, progress=None, slice_to_ras: object | None = None) -> str:
-        """Save every slice's embedding along the axis ``slice_to_ras`` shows (default: the slicing axis) into the
-        folder ``path``; returns the core's message."""
-        self._follow(slice_to_ras)
-        return self.interaction.save_embeddings(path, progress)
+        """Save every slice's embedding along that axis into the folder ``path``; returns the core's message."""
+        return self._follow(slice_to_ras).save_embeddings(path, progress)
 
     def sync_markups(self) -> None:
         """Make the point lists show the current object's points (a list is rewritten only when its voxels differ)."""
@@ -128,10 +119,11 @@ class SessionDriver:
             if sorted(map(tuple, self.volume.world_to_index(have, check=False).tolist()) if have else []) != want:
                 self.markups.replace(include, [tuple(p) for p in self.volume.index_to_world(want)] if want else [])
 
-    # -- helpers -------------------------------------------------------------------------------------------------
-    def _follow(self, slice_to_ras: object | None) -> None:
+    def _follow(self, slice_to_ras: object | None):
+        """Slice along the axis the view ``slice_to_ras`` shows (``None``: keep the axis); returns the interaction."""
         if slice_to_ras is not None:
             self.interaction.set_axis(self.volume.view_axis(slice_to_ras))
+        return self.interaction
 
     def _run(self, verb: Callable) -> Edit:
         try:

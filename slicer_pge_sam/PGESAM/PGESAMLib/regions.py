@@ -6,7 +6,7 @@ returns a bounding box of the voxels it changed: a tuple of three half-open
 Python slices in (K, J, I) order.
 
 How the module writes only that region into a ``vtkMRMLSegmentationNode``
-(the Slicer-bound half is ``PGESAMLogic.writeRegion`` in ``PGESAMSlicerLib/logic.py``):
+(the Slicer-bound half is ``writeRegion`` in ``PGESAMSlicerLib/nodes.py``):
 
 1. :func:`plan_region_update` cuts, for every segment the session owns, the
    binary sub-array ``labels[bbox] == label`` (uint8, shape (dk, dj, di),

@@ -1,6 +1,7 @@
 """Slicer-bound parts of the PGESAM module (import ``slicer``; run inside 3D Slicer only).
 
-``logic``: parameter node and logic; ``moduleTest``: the in-Slicer test case;
+``logic``: parameter node and logic; ``nodes``: MRML nodes <-> arrays (geometry,
+point lists, segment write-back); ``moduleTest``: the in-Slicer test case;
 ``install``: installing the dependencies in a worker with a progress dialog;
 ``sampleData``: the Sample Data registration. The pure, Slicer-free helpers are
 in ``PGESAMLib``.

@@ -69,7 +69,7 @@ class PGESAMTest(ScriptedLoadableModuleTest):
 
     def test_WorldToVoxelMatchesSlicer(self):
         """PGESAMLib world -> IJK equals Slicer's own transform chain, with a rotating+scaling parent."""
-        from PGESAMSlicerLib.logic import PGESAMLogic
+        from PGESAMSlicerLib import nodes
 
         self.delayDisplay("World RAS -> IJK under a parent transform")
         volume = self._volume(SAGITTAL_ACQUISITION)
@@ -81,7 +81,7 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         transformNode.SetMatrixTransformToParent(t.GetMatrix())
         volume.SetAndObserveTransformNodeID(transformNode.GetID())
 
-        volumeGeometry = PGESAMLogic.volumeGeometry(volume)
+        volumeGeometry = nodes.volumeGeometry(volume)
         worldToLocal = vtk.vtkGeneralTransform()
         slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, volume.GetParentTransformNode(), worldToLocal)
         rasToIjk = vtk.vtkMatrix4x4()
@@ -94,15 +94,18 @@ class PGESAMTest(ScriptedLoadableModuleTest):
 
     def test_SliceAxisFollowsViewOrientation(self):
         """Red/Green/Yellow map to array axes by geometry; tilted views are refused until rotated to the volume."""
-        from PGESAMSlicerLib.logic import PGESAMLogic
+        from PGESAMSlicerLib import nodes
 
         self.delayDisplay("Slice view -> array axis")
         volume = self._volume(SAGITTAL_ACQUISITION)
-        logic = PGESAMLogic()
+
+        def sliceAxis(sliceNode):
+            return nodes.volumeGeometry(volume).view_axis(nodes.sliceToRas(sliceNode))
+
         for name, axis in (("Red", 1), ("Green", 2), ("Yellow", 0)):  # axial S = -J, coronal A = I, sagittal R = -K
             sliceNode = slicer.mrmlScene.GetNodeByID(f"vtkMRMLSliceNode{name}")
             sliceNode.SetOrientationToDefault()
-            self.assertEqual(logic.sliceAxis(sliceNode, volume), axis, name)
+            self.assertEqual(sliceAxis(sliceNode), axis, name)
         red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
         tilt = vtk.vtkTransform()
         tilt.RotateX(10.0)
@@ -111,13 +114,13 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         red.GetSliceToRAS().DeepCopy(tilted)
         red.UpdateMatrices()
         with self.assertRaises(geometry.ObliqueViewError):
-            logic.sliceAxis(red, volume)
+            sliceAxis(red)
         red.RotateToVolumePlane(volume)
-        self.assertEqual(logic.sliceAxis(red, volume), 1)
+        self.assertEqual(sliceAxis(red), 1)
 
     def test_RegionWriteBackKeepsGeometryAndOutside(self):
         """Only the changed box is replaced; the segment keeps the volume's geometry."""
-        from PGESAMSlicerLib.logic import PGESAMLogic
+        from PGESAMSlicerLib import nodes
 
         self.delayDisplay("Changed-region write-back")
         volume = self._volume(SAGITTAL_ACQUISITION)
@@ -132,7 +135,7 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         labels[3, 4, 6] = 2
         box = (slice(1, 5), slice(2, 8), slice(4, 10))
         plan = regions.plan_region_update(labels, box, [1])
-        PGESAMLogic.writeRegion(volume, segmentationNode, plan, {1: segmentId})
+        nodes.writeRegion(volume, segmentationNode, plan, {1: segmentId})
 
         result = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
         expected = np.ones(SHAPE, np.uint8)
@@ -171,7 +174,8 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         """End to end with the tiny model: include/exclude points, changed region only, undo."""
         import SampleData
 
-        from PGESAMSlicerLib.logic import EXCLUDE_COLOR, INCLUDE_COLOR, PGESAMLogic
+        from PGESAMSlicerLib import nodes
+        from PGESAMSlicerLib.logic import PGESAMLogic
 
         missing = deps.missing_requirements()
         if missing:  # e.g. the extension build's CTest run: torch is installed on first use, not at build time
@@ -185,9 +189,9 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         from pge_sam import default_model  # pge_sam_tiny when its adapter is installed, else sam_tiny
 
         logic.startSession(volume, segmentationNode, default_model(), "cpu")
-        np.testing.assert_allclose(logic.state.session.spacing, volume.GetSpacing()[::-1], rtol=1e-9)  # (Z, Y, X)
-        shape = logic.state.labels.shape
-        volumeGeometry = PGESAMLogic.volumeGeometry(volume)
+        np.testing.assert_allclose(logic.driver.session.spacing, volume.GetSpacing()[::-1], rtol=1e-9)  # (Z, Y, X)
+        shape = logic.driver.labels.shape
+        volumeGeometry = nodes.volumeGeometry(volume)
 
         def world(kji):
             return volumeGeometry.index_to_world(kji)[0]
@@ -197,13 +201,13 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         red.RotateToVolumePlane(volume)
         include = np.array(shape) // 2
         red.JumpSliceByOffsetting(*world(include))
-        axis = logic.sliceAxis(red, volume)
+        axis = volumeGeometry.view_axis(nodes.sliceToRas(red))
         exclude = np.full(3, 3)  # an image corner: air
         exclude[axis] = include[axis]
 
         self.delayDisplay("Include and exclude points")
-        includeNode = PGESAMLogic.createPointList("PGE-SAM include", INCLUDE_COLOR)
-        excludeNode = PGESAMLogic.createPointList("PGE-SAM exclude", EXCLUDE_COLOR)
+        includeNode = nodes.createPointList("PGE-SAM include", nodes.INCLUDE_COLOR)
+        excludeNode = nodes.createPointList("PGE-SAM exclude", nodes.EXCLUDE_COLOR)
         includeNode.AddControlPointWorld(*world(include))
         excludeNode.AddControlPointWorld(*world(exclude))
         position = [0.0, 0.0, 0.0]
@@ -211,7 +215,7 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         logic.addPoint(position, True, red)
         excludeNode.GetNthControlPointPositionWorld(0, position)
         change = logic.addPoint(position, False, red)
-        segmentId = logic.state.segmentIds[change.label]
+        segmentId = logic.segmentIds[change.label]
         segment = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
         self.assertEqual(segment.shape, shape)
         k, j, i = include
