@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_pge_sam._models import load_model
+    from napari_pge_sam._model_panel import load_model
 
     model = load_model(args.model, args.device)  # before the viewer: see napari_pge_sam._compat
 

@@ -79,7 +79,7 @@ def run(args) -> int:
 
     napari = require("napari", extra="napari", purpose="pge-sam napari")
 
-    from . import _models as M
+    from ._model_panel import load_model
     from ._sample_data import mni_t1, phantom
     from ._widget import PgeSamWidget
 
@@ -94,7 +94,7 @@ def run(args) -> int:
         from pge_sam.model_files import default_choice, list_model_files
 
         name = args.model or default_choice(list_model_files()).name
-        model = M.load_model(name, args.device, args.checkpoint)
+        model = load_model(name, args.device, args.checkpoint)
     viewer = napari.Viewer(title="pge-sam", show=True)
     try:
         image = viewer.add_image(data, **kwargs)

@@ -1,24 +1,24 @@
 """The dock widget: napari layer events and buttons in, redraws out; the rest is :mod:`pge_sam.interaction`.
 
-The widget keeps no interactive state: prompts, objects, undo and the clicks waiting for an encode are
-its ``controller``'s (a :class:`pge_sam.interaction.Interaction` over the image layer's data and the
-Labels layer's array), and every redraw reads them back. Clicks on an encoded slice are decoded on the
-GUI thread (milliseconds); encoding a slice, loading a model, precomputing, saving embeddings and
-planning a propagation run in workers (:mod:`._workers`) that never touch a layer. Keys are bound on
-the plugin's own Points/Shapes layers only, so napari's global shortcuts are untouched.
+Prompts, objects, undo and the clicks waiting for an encode are the ``controller``'s (an
+:class:`~pge_sam.interaction.Interaction` over the image layer's data and the Labels layer's array); every redraw
+reads them back. Clicks on an encoded slice are decoded on the GUI thread; encoding a slice, loading a model,
+precomputing, saving embeddings and planning a propagation run in workers (:mod:`._workers`) that never touch a
+layer. Keys are bound on the plugin's own Points/Shapes layers only, so napari's global shortcuts are untouched.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partialmethod
 
 import napari.viewer
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QSignalBlocker
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from pge_sam.errors import PgeSamError
-from pge_sam.interaction import Interaction, describe_error
-from pge_sam.normalize import DEFAULT_ARGS, Normalization
+from pge_sam.interaction import Interaction, Update, describe_error
+from pge_sam.normalize import DEFAULT_ARGS
 
 from ._degrade_panel import DegradePanel
 from ._layers import PromptLayers, current_index, image_array, slicing_axis, voxel_size
@@ -42,19 +42,18 @@ class PgeSamWidget(QWidget):
         self.ui = ui = Panel(self)
         self.models = ModelPanel(ui, self.jobs, self.controller, self._report, self.set_model, self._job_failed,
                                  given=model if model is not None else sessions)
-        self.degrade = DegradePanel(ui, napari_viewer, self.jobs, lambda: self._layer_by_name(ui.image.currentText()),
-                                    self._report)
+        self.degrade = DegradePanel(ui, napari_viewer, self.jobs, ui.image.currentData, self._report)
         self.layers: PromptLayers | None = None
         self.image_layer = None
-        self.positive, self.closed, self._parented, self._detaching, self._index = True, False, False, False, 0
-        self.last_latency: float | None = None  # seconds from prompt to redrawn labels, last click
+        self.positive, self.closed, self._parented, self._index = True, False, False, 0
+        self.last_latency: float | None = None  # seconds from the last click's turn to its labels redrawn
         self.last_decode: float | None = None  # seconds of that spent in the session (decode + label write)
         self.last_progress: tuple[str, int, int] | None = None  # (job kind, done, total)
-        ui.image.activated.connect(lambda _: self.set_image_layer(self._layer_by_name(ui.image.currentText())))
+        ui.image.activated.connect(lambda _: self.set_image_layer(ui.image.currentData()))
         ui.axis.activated.connect(self._axis_chosen)
-        ui.norm_mode.currentTextChanged.connect(self._normalization_mode_changed)
-        for spin in (ui.norm_low, ui.norm_high):
-            spin.valueChanged.connect(lambda _: self._normalization_changed())
+        ui.norm_mode.currentTextChanged.connect(self._normalization_changed)
+        ui.norm_low.valueChanged.connect(lambda _: self._normalization_changed())
+        ui.norm_high.valueChanged.connect(lambda _: self._normalization_changed())
         ui.overwrite.toggled.connect(self.controller.set_overwrite)
         for button, action in ((ui.precompute, self.precompute), (ui.propagate, self.propagate),
                                (ui.cancel, self.cancel), (ui.next_object, self.next_object),
@@ -62,62 +61,53 @@ class PgeSamWidget(QWidget):
                                (ui.polarity, self.toggle_polarity), (ui.save, self.save_labels),
                                (ui.save_embeddings, self.save_embeddings), (ui.load_embeddings, self.load_embeddings)):
             button.clicked.connect(lambda _=False, a=action: a())
-        self._connections = [(self.viewer.layers.events.inserted, self._layers_changed),
-                             (self.viewer.layers.events.removed, self._layer_removed),
-                             (self.viewer.dims.events.order, self._view_changed),
-                             (self.viewer.dims.events.ndisplay, self._view_changed),
-                             (self.viewer.dims.events.current_step, self._step_changed)]
+        layers, dims = self.viewer.layers.events, self.viewer.dims.events
+        self._connections = [(layers.inserted, self._layers_changed), (layers.removed, self._layer_removed),
+                             (dims.order, self._view_changed), (dims.ndisplay, self._view_changed),
+                             (dims.current_step, self._view_changed)]
         for emitter, handler in self._connections:
             emitter.connect(handler)
         self._refresh_image_choices()
-        self.set_image_layer(self._layer_by_name(ui.image.currentText()) if ui.image.count() else None)
+        self.set_image_layer(ui.image.currentData())
 
     # -- image layer --------------------------------------------------------------------------------------------
-    def _layer_by_name(self, name: str):
-        return next((la for la in self.viewer.layers if la.name == name and isinstance(la, napari.layers.Image)), None)
-
     def _refresh_image_choices(self) -> None:
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-        self.ui.image.blockSignals(True)
-        self.ui.image.clear()
-        self.ui.image.addItems(names)
-        if self.image_layer is not None and self.image_layer.name in names:
-            self.ui.image.setCurrentText(self.image_layer.name)
-        self.ui.image.blockSignals(False)
+        """List the Image layers in the picker (item data: the layer), the one being segmented chosen."""
+        images = [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        with QSignalBlocker(self.ui.image):
+            self.ui.image.clear()
+            for layer in images:
+                self.ui.image.addItem(layer.name, layer)
+            self.ui.image.setCurrentIndex(images.index(self.image_layer) if self.image_layer in images else 0)
 
     def _layers_changed(self, event=None) -> None:
         self._refresh_image_choices()
         if self.image_layer is None and self.ui.image.count():
-            self.set_image_layer(self._layer_by_name(self.ui.image.currentText()))
+            self.set_image_layer(self.ui.image.currentData())
 
     def _layer_removed(self, event) -> None:
         layer = event.value
-        if not self._detaching and layer is self.image_layer and layer is not None:
+        if self.layers is not None and (layer is self.image_layer or layer in self.layers.own):
+            image = layer is self.image_layer
             self._detach()
-            self._error("the image layer was removed; choose another image")
-        elif not self._detaching and self.layers is not None and layer in self.layers.own:
-            self._detach()
-            self._error(f"the layer {layer.name!r} was removed; choose the image again to continue")
+            self._report("the image layer was removed; choose another image" if image else
+                         f"the layer {layer.name!r} was removed; choose the image again to continue", True)
         self._refresh_image_choices()
 
     def _detach(self) -> None:
         """Forget the image: stop its jobs, take our prompt layers away (labels stay), end the session."""
-        self._detaching = True
-        try:
-            self.jobs.cancel("propagate", "precompute", "encode", "embeddings")
-            self.controller.detach()  # results of jobs started before are now stale
-            if self.layers is not None:
-                self.layers.remove_prompt_layers()
-            self.layers = self.image_layer = None
-            self._update_status()
-        finally:
-            self._detaching = False
+        self.jobs.cancel("propagate", "precompute", "encode", "embeddings")
+        self.controller.detach()  # results of jobs started before are now stale
+        layers, self.layers, self.image_layer = self.layers, None, None  # their removal is then not ours to handle
+        if layers is not None:
+            layers.remove_prompt_layers()
+        self._update_status()
 
     def set_image_layer(self, layer) -> None:
         """Segment ``layer`` from now on (``None``: none). The session restarts; earlier labels stay in their layer."""
         self._detach()
         if layer is None:
-            self._error("no image layer: open an image, or File > Open Sample > PGE-SAM")
+            self._report("no image layer: open an image, or File > Open Sample > PGE-SAM", True)
             return self._update_axis_choices()
         try:
             array = image_array(layer.data, multiscale=layer.multiscale, rgb=layer.rgb)
@@ -126,24 +116,24 @@ class PgeSamWidget(QWidget):
             self.controller.set_image(array, self.layers.labels.data, voxel_size(layer))
         except PgeSamError as err:
             self._detach()
-            self._error(f"{layer.name}: {err}")
+            self._report(f"{layer.name}: {err}", True)
             return self._update_axis_choices()
         self.layers.connect(self._on_points_data, self._on_shapes_data, self._on_labels_data)
         keys = {"Control-Z": self.undo, "N": self.next_object}
         self.layers.bind_keys({**keys, "T": self.toggle_polarity, "Enter": self.accept}, keys)
-        self.ui.image.setCurrentText(layer.name)
+        self._refresh_image_choices()
         self._update_axis_choices()
         self._view_changed()
-        self._info(f"segmenting {layer.name} {tuple(array.shape)}; click on it to add prompts")
+        self._report(f"segmenting {layer.name} {tuple(array.shape)}; click on it to add prompts")
 
     def _on_labels_data(self, event=None) -> None:
         if self.layers.labels.data is self.controller.labels:
             return
         try:
             self.controller.set_labels(self.layers.labels.data)
-            self._info("the labels layer got new data: the session restarted with those labels")
+            self._report("the labels layer got new data: the session restarted with those labels")
         except PgeSamError as err:
-            self._error(f"cannot use the new labels data ({err}); choose the image again")
+            self._report(f"cannot use the new labels data ({err}); choose the image again", True)
         self._render()
 
     # -- slicing axis and current slice ----------------------------------------------------------------------------
@@ -161,19 +151,16 @@ class PgeSamWidget(QWidget):
             self.viewer.dims.order = tuple(others[:-2] + [world] + others[-2:])
 
     def _view_changed(self, event=None) -> None:
-        if self.image_layer is None:
-            return
-        axis = slicing_axis(self.viewer.dims, self.controller.ndim)
-        if axis is not None and not self.jobs.busy("propagate"):
-            self.controller.set_axis(axis)
-            self.ui.axis.setCurrentIndex(self.controller.axis)
-        self._step_changed()
-
-    def _step_changed(self, event=None) -> None:
-        if self.image_layer is not None and self.controller.ndim == 3 and self.viewer.dims.ndisplay == 2:
-            index = current_index(self.viewer.dims, self.image_layer, self.controller.axis)
-            if index != self._index and not self.jobs.busy("propagate"):
-                self.controller.focus(index)
+        """Follow the viewer's slicing axis and slice (whose neighbours get encoded), except during a propagation."""
+        c, dims, free = self.controller, self.viewer.dims, not self.jobs.busy("propagate")
+        axis = slicing_axis(dims, c.ndim) if self.image_layer is not None else None
+        if axis is not None and free:
+            c.set_axis(axis)
+            self.ui.axis.setCurrentIndex(c.axis)
+        if self.image_layer is not None and c.ndim == 3 and dims.ndisplay == 2:
+            index = current_index(dims, self.image_layer, c.axis)
+            if index != self._index and free:
+                c.focus(index)
             self._index = index
         self._update_status()
 
@@ -184,11 +171,11 @@ class PgeSamWidget(QWidget):
             added = self.layers.points.data[self.layers.rendered_points:]  # napari reports index -1 for a click
             positive = self.positive and not self.layers.negative_click
             self.layers.negative_click = False
-            for point in (self.layers.points_to_image(added) if len(added) else []):
+            for point in self.layers.points_to_image(added):
                 self._submit("point", point, positive)
         elif action in ("removed", "changed"):
             self._render()
-            self._info("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead")
+            self._report("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead")
 
     def _on_shapes_data(self, event) -> None:
         action = str(getattr(event, "action", ""))
@@ -196,7 +183,7 @@ class PgeSamWidget(QWidget):
             return self._render() if action in ("removed", "changed") else None
         if self.layers.shapes.shape_type[-1] != "rectangle":
             self._render()
-            return self._error("box prompts are rectangles: press R on the box layer and drag a rectangle")
+            return self._report("box prompts are rectangles: press R on the box layer and drag a rectangle", True)
         vertices = self.layers.shape_to_image(self.layers.shapes.data[-1])
         self._submit("box", (vertices.min(axis=0), vertices.max(axis=0)), True)
 
@@ -204,49 +191,48 @@ class PgeSamWidget(QWidget):
         """Queue a click (refused during propagation and in a 3D view); it is applied once its slice is encoded."""
         if self.viewer.dims.ndisplay != 2:
             self._render()
-            return self._error("prompts need a 2D view: switch off 3D display (Ctrl+Y)")
-        if self._do("prompt", lambda: self.controller.submit(kind, coords, positive)) is not None:
+            return self._report("prompts need a 2D view: switch off 3D display (Ctrl+Y)", True)
+        if self._try("prompt", lambda: self.controller.submit(kind, coords, positive)) is not None:
             if not self.controller.has_model:
                 self.models.load()  # the click waits for the model
             self._drain()
-
-    def _do(self, action: str, work):
-        """``work()`` unless a running job refuses ``action``; a refusal or error is shown (returns ``None``)."""
-        problem = self.controller.refusal(action, self.jobs.running)
-        if problem is None:
-            try:
-                return work()
-            except PgeSamError as err:
-                problem = str(err)
-        self._render()
-        self._error(problem)
 
     def _drain(self) -> None:
         """Apply the waiting clicks in order; one on a slice not encoded yet waits for an encode job."""
         c = self.controller
         while c.pending and c.has_model and not self.jobs.busy("encode", "model"):
-            try:
-                index = c.waiting_for()
-                if index is not None:
-                    self._info(f"encoding slice {index} ...")
-                    axis = c.pending[0].axis
-                    self.jobs.start("encode", lambda: c.encode(index, axis), lambda _: self._drain(), self._job_failed,
-                                    on_stale=self._drain)  # stale: carry on with the current queue
-                    return self._render()
-                t0 = time.perf_counter()
-                update = self._show(c.apply_pending())
-                self.last_latency, self.last_decode = time.perf_counter() - t0, update.change.seconds
-                self._update_status()
-            except PgeSamError as err:
-                self._render()
-                self._error(str(err))
+            index = self._try(None, c.waiting_for)  # an error drops every waiting click: none is applied below
+            if index is not None:
+                self._report(f"encoding slice {index} ...")
+                axis = c.pending[0].axis
+                self.jobs.start("encode", lambda: c.encode(index, axis), lambda _: self._drain(), self._job_failed,
+                                on_stale=self._drain)  # stale: carry on with the current queue
+                return self._render()
+            started = time.perf_counter()
+            self._show(self._try(None, c.apply_pending), started)
 
-    def _show(self, update):
-        """Redraw what ``update`` changed (labels on screen, prompts, status) and say what it did."""
-        self.layers.refresh_labels(update.change, self.controller.axis)
+    def _try(self, action: str | None, work):
+        """``work()`` unless a running job refuses ``action``; a refusal or a ``PgeSamError`` is shown (``None``)."""
+        problem = action and self.controller.refusal(action, self.jobs.running)
+        if not problem:
+            try:
+                return work()
+            except PgeSamError as err:
+                problem = str(err)
         self._render()
-        self._info(update.message)
-        return update
+        self._report(problem, True)
+
+    def _show(self, result: Update | str | None, started: float | None = None):
+        """Redraw after a verb (``result``: its update or message; ``None``: it failed) and say what it did.
+        ``started``: when the click's turn came (``time.perf_counter``), for the latency shown."""
+        if isinstance(result, Update):
+            self.layers.refresh_labels(result.change, self.controller.axis)
+            if started is not None:
+                self.last_latency, self.last_decode = time.perf_counter() - started, result.change.seconds
+        if result is not None:
+            self._render()
+            self._report(getattr(result, "message", result))
+        return result
 
     def _render(self) -> None:
         if self.layers is not None:
@@ -258,37 +244,26 @@ class PgeSamWidget(QWidget):
     def toggle_polarity(self) -> None:
         """Switch plain clicks between positive and negative points."""
         self.positive = not self.positive
+        word = "positive" if self.positive else "negative"
         self.ui.polarity.setChecked(not self.positive)
-        self.ui.polarity.setText("Clicks: positive" if self.positive else "Clicks: negative")
-        self._info("clicks add " + ("positive" if self.positive else "negative") + " points")
+        self.ui.polarity.setText(f"Clicks: {word}")
+        self._report(f"clicks add {word} points")
 
-    def undo(self) -> None:
-        """Remove the last waiting click, else undo the last prompt, propagation or clear."""
-        self._verb(self.controller.undo)
+    def _edit(self, verb: str) -> None:
+        """Run the controller's ``verb`` (an edit of the labels or the prompts) and redraw what it changed."""
+        self._show(self._try("edit", getattr(self.controller, verb)))
 
-    def next_object(self) -> None:
-        """Start a new object with a new label id."""
-        self._verb(self.controller.next_object)
-
-    def accept(self) -> None:
-        """Commit the current object and start the next one (other objects' voxels are never overwritten)."""
-        self._verb(self.controller.accept)
-
-    def clear(self) -> None:
-        """Remove the current object's voxels and prompts (Ctrl+Z brings them back)."""
-        self._verb(self.controller.clear)
-
-    def _verb(self, verb) -> None:
-        update = self._do("edit", verb)
-        if update is not None:
-            self._show(update)
+    undo = partialmethod(_edit, "undo")  # the last waiting click, else the last prompt, propagation or clear
+    next_object = partialmethod(_edit, "next_object")  # a new object with a new label id
+    accept = partialmethod(_edit, "accept")  # commit the object, start the next (other objects' voxels are kept)
+    clear = partialmethod(_edit, "clear")  # remove the current object's voxels and prompts (Ctrl+Z brings them back)
 
     def precompute(self) -> None:
         """Encode every slice along the slicing axis in a worker (progress bar, cancellable)."""
         self._start("precompute", self.controller.precompute, self._precomputed, "encoding every slice")
 
     def _precomputed(self, n: int) -> None:
-        self._info(f"precompute done: {n} slices encoded (the others were cached)")
+        self._report(f"precompute done: {n} slices encoded (the others were cached)")
         self._drain()
 
     def propagate(self) -> None:
@@ -297,90 +272,76 @@ class PgeSamWidget(QWidget):
 
     def _propagated(self, plan) -> None:
         """The worker planned the propagation; write it (labels painted meanwhile are kept) and redraw."""
-        try:
-            update = self.controller.apply(plan)
-        except PgeSamError as err:
-            return self._job_failed(err)
-        self.layers.labels.refresh()
+        update = self._try(None, lambda: self.controller.apply(plan))
         self._view_changed()  # the viewer may have been re-oriented meanwhile
-        self._render()
-        self._info(update.message)
+        self._show(update)
 
     def save_embeddings(self, path: str | None = None) -> None:
         """Write every slice's embedding (slicing axis) into a folder, in a worker with progress; ``None`` asks."""
-        if self._do("embeddings", self.controller.ensure_session) is None:
-            return
-        path = path or QFileDialog.getExistingDirectory(self, "Save embeddings into a new or empty folder")
-        if path:
-            self._start("embeddings", lambda progress: self.controller.save_embeddings(path, progress), self._info,
-                        f"saving embeddings to {path}")
+        if self._try("embeddings", self.controller.ensure_session) is not None:
+            path = path or QFileDialog.getExistingDirectory(self, "Save embeddings into a new or empty folder")
+            if path:
+                self._start("embeddings", lambda progress: self.controller.save_embeddings(path, progress),
+                            self._report, f"saving embeddings to {path}")
 
     def load_embeddings(self, path: str | None = None) -> bool:
         """Use saved embeddings from now on (checked against this image, model and normalisation); ``None`` asks."""
         def load():
             folder = path or QFileDialog.getExistingDirectory(self, "Load embeddings from a folder")
-            return self.controller.load_embeddings(folder) if folder else ""
-        message = self._do("embeddings", load)
-        if message:
-            self._info(message)
-        return bool(message)
+            return self.controller.load_embeddings(folder) if folder else None
+        return self._show(self._try("embeddings", load)) is not None
 
     def _start(self, kind: str, work, on_done, doing: str) -> None:
         """Run ``work(progress)`` in a worker with a progress bar, once the session exists."""
-        if self._do(kind, self.controller.ensure_session) is not None:
+        if self._try(kind, self.controller.ensure_session) is not None:
             self.jobs.start(kind, work, on_done, self._job_failed, with_progress=True, description=f"pge-sam: {doing}")
-            self._info(f"{doing} in the background ...")
+            self._report(f"{doing} in the background ...")
 
     def cancel(self) -> None:
         """Ask the running precompute, save, propagation or degradation preview to stop (what is done is kept)."""
         asked = self.jobs.cancel("precompute", "propagate", "embeddings", "degrade")
-        self._info("cancelling ..." if asked else "nothing to cancel")
+        self._report("cancelling ..." if asked else "nothing to cancel")
 
     def save_labels(self, path: str | None = None) -> str | None:
         """Write the labels layer through the plugin's writer (the image's geometry, atomic and verified);
         ``path`` ``None`` asks with a file dialog. Returns the path written, or ``None``."""
         if self.layers is None:
-            return self._error("no labels yet: choose an image layer first")
+            return self._report("no labels yet: choose an image layer first", True)
         if path is None:
-            source = self.layers.labels.metadata.get("pge_sam_source", "")
-            start = str(source).rsplit(".nii", 1)[0] + "_labels.nii.gz" if source else "labels.nii.gz"
+            source = str(self.layers.labels.metadata.get("pge_sam_source", ""))
+            start = source.rsplit(".nii", 1)[0] + "_labels.nii.gz" if source else "labels.nii.gz"
             path, _ = QFileDialog.getSaveFileName(self, "Save labels", start,
                                                   "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha)")
-            if not path:
-                return None
+        if not path:
+            return None
         try:
             written = self.layers.labels.save(str(path), plugin="pge-sam")
         except (PgeSamError, OSError, ValueError) as err:
-            return self._error(f"labels not saved: {err}")
+            return self._report(f"labels not saved: {err}", True)
         if not written:
-            return self._error(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha")
-        self._info(f"labels saved to {written[0]}")
+            return self._report(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha", True)
+        self._report(f"labels saved to {written[0]}")
         return written[0]
 
     def set_model(self, model) -> None:
         """Segment with ``model`` (a built model or a ``Predictor``) from now on; waiting clicks are then applied."""
-        self._info(self.controller.set_model(model))  # results of jobs started with the previous model are stale
         self.models.device_note(getattr(model, "device", "cpu"))
-        self._render()
+        self._show(self.controller.set_model(model))  # results of jobs started with the previous model are stale
         self._drain()
 
-    def _normalization_mode_changed(self, mode: str) -> None:
-        for spin, value in zip((self.ui.norm_low, self.ui.norm_high), DEFAULT_ARGS[mode]):
-            spin.blockSignals(True)
-            spin.setValue(value)
-            spin.blockSignals(False)
-        self._normalization_changed()
-
-    def _normalization_changed(self) -> None:
+    def _normalization_changed(self, mode: str | None = None) -> None:
+        """New numbers, or a new ``mode`` whose default numbers are then shown: the session restarts with them."""
         ui = self.ui
-        try:
-            norm = Normalization.parse(f"{ui.norm_mode.currentText()}:{ui.norm_low.value()},{ui.norm_high.value()}")
-        except PgeSamError as err:
-            return self._error(str(err))
-        message = self._do("edit", lambda: self.controller.set_normalization(norm))  # older jobs are now stale
-        if message is not None:
-            self._info(message)
-            self._render()
+        for spin, value in zip((ui.norm_low, ui.norm_high), DEFAULT_ARGS[mode] if mode else ()):
+            with QSignalBlocker(spin):
+                spin.setValue(value)
+        text = f"{ui.norm_mode.currentText()}:{ui.norm_low.value()},{ui.norm_high.value()}"
+        if self._show(self._try("normalize", lambda: self.controller.set_normalization(text))) is None:
+            norm, (low, high) = self.controller.normalization, self.controller.normalization.args()
+            with QSignalBlocker(ui.norm_mode), QSignalBlocker(ui.norm_low), QSignalBlocker(ui.norm_high):
+                ui.norm_mode.setCurrentText(norm.mode)  # refused: the panel shows what the session still uses
+                ui.norm_low.setValue(low)
+                ui.norm_high.setValue(high)
 
     # -- feedback -------------------------------------------------------------------------------------------------
     def _on_progress(self, kind: str, done: int, total: int) -> None:
@@ -398,14 +359,9 @@ class PgeSamWidget(QWidget):
         self.ui.status.setText(self.controller.status(self._index, self.last_latency))
 
     def _report(self, text: str, error: bool = False) -> None:
+        """Show ``text`` in the message line (in red when ``error``)."""
         self.ui.message.setStyleSheet("color: #ff6060;" if error else "")
         self.ui.message.setText(text)
-
-    def _info(self, text: str) -> None:
-        self._report(text)
-
-    def _error(self, text: str) -> None:
-        self._report(text, error=True)
 
     @property
     def busy(self) -> bool:
@@ -413,11 +369,8 @@ class PgeSamWidget(QWidget):
         return bool(self.controller.pending) or self.jobs.busy()
 
     @property
-    def status_text(self) -> str:
-        return self.ui.status.text()
-
-    @property
     def message_text(self) -> str:
+        """The message line: what the last action did, or why it was refused."""
         return self.ui.message.text()
 
     # -- lifetime -------------------------------------------------------------------------------------------------

@@ -371,6 +371,7 @@ def test_running_jobs_refuse_what_would_race_with_them(exact_ctrl):
     assert c.refusal("model", {"encode"}) is None
     blank = Interaction()
     assert "no image" in blank.refusal("edit") and blank.refusal("model") is None
+    assert blank.refusal("normalize") is None and "propagation is running" in blank.refusal("normalize", {"propagate"})
     blank.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
     assert "load a model" in blank.refusal("precompute") and "load a model" in blank.refusal("embeddings")
 
@@ -390,9 +391,13 @@ def test_job_results_go_stale_when_the_image_model_or_normalisation_changes(exac
     message = c.set_normalization(Normalization.window(0.5, 1.0))
     assert message == "normalisation window:0,1: prompts cleared, labels kept"
     assert c.generation == before + 2 and not c.pending
+    assert c.set_normalization("window:40,400") == "normalisation window:-160,240: prompts cleared, labels kept"
+    with pytest.raises(InputError, match="width must be positive"):  # the text a front-end's fields make
+        c.set_normalization("window:40,-5")
+    assert c.normalization.key() == "window:-160,240" and c.generation == before + 3
     c.set_image(ellipsoid_volume(), np.zeros((12, 48, 56), np.uint16))
     c.detach()
-    assert c.generation == before + 4 and c.image is None and c.session is None
+    assert c.generation == before + 5 and c.image is None and c.session is None
 
 
 def test_status_line_point_lists_and_error_texts(exact_ctrl):

@@ -37,7 +37,7 @@ def test_unusable_image_layers_give_a_message(make_napari_viewer, data, kwargs, 
 def test_no_image_layer_then_one_arrives(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
-    assert "no image layer" in widget.message_text and "no image" in widget.status_text
+    assert "no image layer" in widget.message_text and "no image" in widget.ui.status.text()
     widget.propagate()
     assert "no image" in widget.message_text
     viewer.add_image(ellipsoid_volume(), name="late")

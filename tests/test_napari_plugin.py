@@ -13,7 +13,7 @@ import pytest
 from npe2 import PluginManifest
 
 from napari_pge_sam import _cli, _compat
-from napari_pge_sam import _models as M
+from napari_pge_sam import _model_panel as M
 from napari_pge_sam._sample_data import mni_t1, phantom
 from pge_sam.errors import InputError, MissingWeightsError
 
@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_the_plugin_loads_neither_torch_nor_qt_nor_napari():
-    code = ("import sys, napari_pge_sam, napari_pge_sam._sample_data, napari_pge_sam._models, "
-            "napari_pge_sam._cli, napari_pge_sam._compat\n"
+    code = ("import sys, napari_pge_sam, napari_pge_sam._sample_data, napari_pge_sam._cli, napari_pge_sam._compat\n"
             "heavy = [m for m in ('torch', 'torchvision', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'napari', 'vispy') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")

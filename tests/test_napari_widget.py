@@ -89,7 +89,7 @@ def test_click_lands_on_the_right_voxel_with_scale_and_translate(scaled_mni, mni
     reference.set_image(mni, np.zeros(mni.shape, np.uint16), spacing=SCALE)
     reference.add_point(MNI_POINT)
     np.testing.assert_array_equal(labels.data, reference.labels)
-    assert widget.last_latency is not None and "last click" in widget.status_text
+    assert widget.last_latency is not None and "last click" in widget.ui.status.text()
 
 
 def test_negative_click_undo_next_object_and_accept_keys(scaled_mni, qtbot):
@@ -327,6 +327,20 @@ def test_normalisation_change_restarts_the_session_and_keeps_labels(scaled_mni, 
     widget.ui.norm_high.setValue(-5.0)  # a negative window width
     assert "width must be positive" in widget.message_text
     assert widget.controller.normalization.key() == "window:-160,240"
+    assert widget.ui.norm_high.value() == 400.0  # the panel shows the width the session still uses
+
+
+def test_a_normalisation_chosen_before_the_image_is_the_one_used(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = PgeSamWidget(viewer, model=segmenting_model(), prefetch=0)
+    widget.ui.norm_mode.setCurrentText("window")  # no image yet
+    widget.ui.norm_low.setValue(0.5)  # level 0.5 (the ellipsoid is 0.8 on 0.1)
+    widget.ui.norm_high.setValue(0.6)
+    viewer.add_image(ellipsoid_volume(), colormap="gray")
+    assert widget.controller.normalization.key() == "window:0.2,0.8"
+    click_index(widget, (6, 24, 26))
+    wait_idle(qtbot, widget)
+    assert widget.controller.session.normalization.key() == "window:0.2,0.8"
 
 
 def test_embeddings_saved_in_one_viewer_are_loaded_in_another_and_not_encoded_again(make_napari_viewer, qtbot,

@@ -139,11 +139,12 @@ class Interaction:
             self.session.set_axis(axis)
         self.axis = axis
 
-    def set_normalization(self, normalization: Normalization) -> str:
-        """New intensity normalisation: the session restarts (prompts go, labels stay). Returns the message."""
-        self.normalization = normalization
+    def set_normalization(self, normalization: Normalization | str) -> str:
+        """New intensity normalisation (or its text, e.g. ``"window:40,400"``: :meth:`Normalization.parse`): the
+        session restarts (prompts go, labels stay). Returns the message."""
+        self.normalization = Normalization.parse(normalization) if isinstance(normalization, str) else normalization
         self._restart()
-        return f"normalisation {normalization.key()}: prompts cleared, labels kept"
+        return f"normalisation {self.normalization.key()}: prompts cleared, labels kept"
 
     def set_overwrite(self, overwrite: bool) -> None:
         """Whether the current object may paint over voxels of other objects (default: never)."""
@@ -189,10 +190,10 @@ class Interaction:
         return f"object {self.label} · {where}{last}"
 
     def refusal(self, action: str, running=()) -> str | None:
-        """Why ``action`` ("prompt", "edit", "propagate", "precompute", "embeddings" or "model") cannot run now
+        """Why ``action`` ("prompt", "edit", "normalize", "propagate", "precompute", "embeddings" or "model") cannot run now
         while jobs of the kinds ``running`` run (see :data:`JOB_KINDS`); ``None`` when it can."""
         running = set(running)
-        if self.image is None and action != "model":
+        if self.image is None and action not in ("model", "normalize"):
             return "no image: choose an image to segment first"
         if "propagate" in running:
             then = ", then click again" if action == "prompt" else ""

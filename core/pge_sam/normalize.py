@@ -69,6 +69,12 @@ class Normalization:
             return cls.window(a, b)
         raise InputError(f"normalisation mode {mode!r} is unknown; use 'percentile' or 'window'")
 
+    def args(self) -> tuple[float, float]:
+        """The two numbers of :meth:`parse` (low, high percentiles, or window level, width), for display."""
+        if self.mode == "window":
+            return (self.low + self.high) / 2, self.high - self.low
+        return self.low, self.high
+
     def key(self) -> str:
         """Stable text used in cache keys and signatures."""
         return f"{self.mode}:{self.low:.6g},{self.high:.6g}"
