@@ -203,3 +203,16 @@ def test_the_no_guidance_ablation_trains_and_reloads_without_guidance(tmp_path, 
 
     with pytest.raises(InputError, match="guidance: false"):
         small_config(tmp_path, "base", guidance=False)
+
+
+def test_snapshots_export_the_model_at_every_validation(tmp_path, random_base):
+    """``snapshots: true`` keeps one file per validation step (to choose a checkpoint on other data later),
+    each loading as the run's model kind; without it only ``best_`` is kept."""
+    cfg = small_config(tmp_path, "pge", base_weights=str(random_base), steps=4, val_every=2, val_scenes=2,
+                       val_clicks=2, snapshots=True)
+    train(cfg, progress=False)
+    run = tmp_path / "run_pge"
+    assert sorted(p.name for p in run.glob("step*_pge_sam_tiny.safetensors")) == [
+        "step00000_pge_sam_tiny.safetensors", "step00002_pge_sam_tiny.safetensors", "step00004_pge_sam_tiny.safetensors"]
+    assert build_model("pge_sam_tiny", checkpoint=random_base, adapter=run / "step00004_pge_sam_tiny.safetensors",
+                       device="cpu").name == "pge_sam_tiny"

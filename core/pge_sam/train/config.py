@@ -41,6 +41,9 @@ class TrainConfig:
     held-out procedural scenes with the benchmark's click protocol
     (``val_clicks`` clicks; pge stage: degraded scenes) and export the best
     checkpoint as ``best_<model>.safetensors`` (see :mod:`.validate`).
+    ``snapshots``: also export the model at every validation as
+    ``step<NNNNN>_<model>.safetensors``, so a checkpoint can be chosen later on
+    other data (e.g. the benchmark's dev split: ``benchmarks/select_checkpoint.py``).
     ``train_encoder=False`` (base stage): keep the image encoder of ``init``
     frozen and train only the prompt encoder and mask decoder, where the
     click-by-click behaviour lives. ``click_weight`` > 0 adds a click-consistency
@@ -85,6 +88,7 @@ class TrainConfig:
     synthseg_prob: float = 0.0
     degrade_base: bool = False
     val_select: str = "iou_last"
+    snapshots: bool = False
     workers: int = 0
     train_encoder: bool = True
     frl: str = "foreground"

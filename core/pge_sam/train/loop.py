@@ -315,6 +315,9 @@ def _validate_and_keep(model, cfg: TrainConfig, samples, step: int, elapsed: flo
         if new:
             writer.writeheader()
         writer.writerow({"step": step, **{k: round(v, 5) for k, v in scores.items()}, "best": int(improved)})
+    if cfg.snapshots:
+        export(model, cfg, step, elapsed, prefix=f"step{step:05d}_")
+        model.train()
     if improved:
         export(model, cfg, step, elapsed, prefix="best_")
         model.train()
