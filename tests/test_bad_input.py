@@ -154,3 +154,6 @@ def test_bad_axis_and_normalisation(pred, volume):
         with pytest.raises(InputError):
             make()
     assert Normalization.parse("window:40,400") == Normalization.window(40, 400)
+    for text in ("window:40,400", "percentile:1,98"):  # args() gives back the numbers parse() read
+        norm = Normalization.parse(text)
+        assert Normalization.parse(f"{norm.mode}:{norm.args()[0]},{norm.args()[1]}") == norm
