@@ -190,8 +190,8 @@ class Interaction:
         return f"object {self.label} · {where}{last}"
 
     def refusal(self, action: str, running=()) -> str | None:
-        """Why ``action`` ("prompt", "edit", "normalize", "propagate", "precompute", "embeddings" or "model") cannot run now
-        while jobs of the kinds ``running`` run (see :data:`JOB_KINDS`); ``None`` when it can."""
+        """Why ``action`` ("prompt", "edit", "normalize", "propagate", "precompute", "embeddings" or "model")
+        cannot run now while jobs of the kinds ``running`` run (see :data:`JOB_KINDS`); ``None`` when it can."""
         running = set(running)
         if self.image is None and action not in ("model", "normalize"):
             return "no image: choose an image to segment first"
