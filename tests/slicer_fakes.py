@@ -202,7 +202,8 @@ class Scene:
         return self.views.get(nodeId.replace("vtkMRMLSliceNode", "")) or self.byId.get(nodeId)
 
     def GetFirstNodeByClass(self, className):
-        return next((n for n in self.byId.values() if type(n).__name__ == className.replace("vtkMRML", "")), None)
+        wanted = {"vtkMRMLScalarVolumeNode": VolumeNode, **self.CLASSES}[className]
+        return next((n for n in self.byId.values() if isinstance(n, wanted)), None)
 
 
 SCENE = Scene()
