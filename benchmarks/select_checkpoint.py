@@ -49,7 +49,7 @@ def main() -> None:
     snapshots = sorted(p for p in args.run.glob("step*_*.safetensors") if pattern.fullmatch(p.name))
     if not snapshots:
         sys.exit(f"no step*_*.safetensors in {args.run}: train with 'snapshots: true'")
-    kind = "--adapter" if args.model.rsplit("_", 1)[0] in ADAPTER_KINDS else "--checkpoint"
+    kind = "--adapter" if args.model.startswith(tuple(f"{k}_" for k in ADAPTER_KINDS)) else "--checkpoint"
     lines = ["| snapshot | " + " | ".join(f"{m} mIoU | {m} NoC@85 | {m} drop" for m in ("ct", "mri")) + " | score |",
              "|---|" + "---|" * 7]
     best = None
