@@ -13,7 +13,7 @@ the core's write rule, undo records, prompt display and propagation walk):
   it than to every seed;
 * propagation grows from the previous slice's most interior pixel, taking
   ``delay`` seconds per slice;
-* ``calls`` records every verb with its arguments (the Slicer driver's mapping
+* ``calls`` records every verb with its arguments (the Slicer logic's mapping
   tests read it); ``encoded`` holds the (axis, index) of encoded slices.
 """
 
@@ -270,26 +270,6 @@ class FakeSession:
         if self.is2d and bbox is not None:
             bbox = bbox[1:]
         return Change(label, axis, tuple(sorted({e.index for e in step})), bbox, sum(e.voxels for e in step))
-
-
-class FakeMarkups:
-    """The Slicer module's include/exclude point lists as the driver sees them: world RAS positions per list."""
-
-    def __init__(self) -> None:
-        self.lists: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
-        self.rewrites = 0
-
-    def positions(self, include: bool) -> list[tuple[float, float, float]]:
-        return list(self.lists[include])
-
-    def replace(self, include: bool, positions) -> None:
-        self.lists[include] = [tuple(float(v) for v in p) for p in positions]
-        self.rewrites += 1
-
-    def place(self, include: bool, position) -> tuple[float, float, float]:
-        """What a click in a slice view does: a control point appended to a list."""
-        self.lists[include].append(tuple(float(v) for v in position))
-        return self.lists[include][-1]
 
 
 def ellipsoid(shape, centre, radii) -> np.ndarray:

@@ -114,6 +114,7 @@ class SegmentationNode(Node):
     def __init__(self, name="segmentation"):
         super().__init__(name)
         self.segmentation, self.arrays, self.reference = Segmentation(), {}, None
+        self.writes: list[tuple[str, tuple[int, ...]]] = []  # (segment id, extent) of every region write
 
     def GetSegmentation(self):
         return self.segmentation
@@ -230,6 +231,7 @@ class OrientedImage:
 def set_binary_labelmap(image, segmentationNode, segmentId, mode, extent):
     """``SetBinaryLabelmapToSegment`` in replace mode: the segment's voxels inside ``extent`` become the image's."""
     i0, i1, j0, j1, k0, k1 = extent
+    segmentationNode.writes.append((segmentId, tuple(extent)))
     full = segmentationNode.arrays.setdefault(segmentId, np.zeros(segmentationNode.reference.voxels.shape, np.uint8))
     full[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] = image.scalars.values.reshape(k1 - k0 + 1, j1 - j0 + 1, i1 - i0 + 1)
     return True
@@ -407,3 +409,28 @@ def load(monkeypatch, module: str = "PGESAMSlicerLib.logic") -> types.ModuleType
 def scene() -> Scene:
     """The scene :func:`load` made."""
     return SCENE
+
+
+def start(logic_module, interaction, voxels, ijk_to_ras, monkeypatch):
+    """A ``PGESAMLogic`` whose session runs ``interaction`` (its model or session factory is kept: ``use_model``
+    does nothing) on a new volume node (``voxels`` (K, J, I), ``ijk_to_ras``) writing into a new segmentation, as the
+    widget starts it. Returns (logic, volume node, segmentation node, startSession's notice)."""
+    volume, segmentation = SCENE.add(VolumeNode(voxels, ijk_to_ras)), SCENE.add(SegmentationNode())
+    logic = logic_module.PGESAMLogic()
+    logic.interaction = interaction
+    monkeypatch.setattr(interaction, "use_model", lambda *args: None)
+    notice = logic.startSession(volume, segmentation, "sam_tiny", "cpu")
+    return logic, volume, segmentation, notice
+
+
+def place(logic, include, position_ras, slice_to_ras):
+    """What the widget does on a click in a slice view: the point appears in its list, then the logic gets it."""
+    node = logic.markups.node(include, create=True)
+    node.AddControlPointWorld(*position_ras)
+    return logic.addPoint(node.points[-1], include, SliceNode(slice_to_ras))
+
+
+def shown(logic, include=True):
+    """The voxels (k, j, i) a point list shows, sorted."""
+    positions = logic.markups.positions(include)
+    return sorted(map(tuple, logic.volume.world_to_index(positions, check=False).tolist())) if positions else []

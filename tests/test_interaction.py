@@ -1,7 +1,7 @@
 """The front-end half without a GUI (``pge_sam.interaction``): verbs on the caller's label buffer, the messages
 and redraw bookkeeping, the click queue, the rules a running job imposes, embeddings carried across sessions.
 
-Both front-ends drive an ``Interaction`` (napari's widget as ``controller``, Slicer's ``SessionDriver``).
+Both front-ends drive an ``Interaction`` (napari's widget as ``controller``, Slicer's ``PGESAMLogic``).
 Geometric assertions (mask around the click, negative click shrinks it, a box segments its object,
 propagation fills neighbours) run the shipped default tiny model (``segmenting_model()`` of
 ``tests/fakes.py``). Bookkeeping tests whose assertions need an exact rule (a small box inside an object, a
@@ -70,7 +70,7 @@ def test_negative_click_shrinks_and_undo_restores_mask_and_marks(ctrl):
 
 
 def test_box_prompt_segments_the_boxed_object(ctrl):
-    change = ctrl.add_box((6.0, 8.0, 12.0), (6.0, 40.0, 80.0)).change  # around the ellipse; x beyond the image: clipped to 55
+    change = ctrl.add_box((6.0, 8.0, 12.0), (6.0, 40.0, 80.0)).change  # x beyond the image: clipped to 55
     assert change.voxels > 100 and ctrl.labels[6, 24, 26] == 1
     assert ctrl.prompts()[-1].coords[1][2] == 55.0
     assert (ellipsoid_volume()[6][ctrl.labels[6] == 1] > 0.5).mean() > 0.9

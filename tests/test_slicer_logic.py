@@ -33,29 +33,20 @@ def ras(kji, nudge=(0.2, -0.3, 0.1)):
 
 def started(load, monkeypatch):
     """A logic with a session on the ellipsoid volume (the shared fake session instead of a model)."""
-    logic_module = load()
-    scene = sf.scene()
-    volume = scene.add(sf.VolumeNode(ellipsoid_volume(), IJK_TO_RAS))
-    segmentation = scene.add(sf.SegmentationNode())
-    logic = logic_module.PGESAMLogic()
-    logic.interaction = Interaction(sessions=FakeSession.factory())
-    monkeypatch.setattr(logic.interaction, "use_model", lambda *args: None)  # keep the fake sessions
-    logic.startSession(volume, segmentation, "sam_tiny", "cpu")
+    logic, volume, segmentation, _ = sf.start(load(), Interaction(sessions=FakeSession.factory()), ellipsoid_volume(),
+                                              IJK_TO_RAS, monkeypatch)
     return logic, volume, segmentation
 
 
 def place(logic, include, kji):
-    """What the widget does on a click: the point appears in its list, then the logic gets its position."""
-    node = logic.markups.node(include, create=True)
-    node.AddControlPointWorld(*ras(kji))
-    return logic.addPoint(node.points[-1], include, sf.SliceNode(AXIAL))
+    return sf.place(logic, include, ras(kji), AXIAL)
 
 
 def test_a_click_is_written_into_its_segment_inside_the_changed_box_and_undo_restores_it(load, monkeypatch):
     logic, volume, segmentation = started(load, monkeypatch)
     change = place(logic, True, CENTRE_KJI)
     segment = segmentation.segment("PGE-SAM 1")
-    np.testing.assert_array_equal(segment, logic.driver.labels == 1)  # the segment equals the session's labels
+    np.testing.assert_array_equal(segment, logic.interaction.labels == 1)  # the segment equals the session's labels
     assert segment[CENTRE_KJI] == 1 and np.flatnonzero(segment.any(axis=(1, 2))).tolist() == [CENTRE_KJI[0]]
     assert change.bbox[0] == slice(6, 7)
     place(logic, False, (6, 24, 40))  # an exclude point outside the ellipsoid

@@ -53,14 +53,14 @@ def test_pure_lib_imports_and_runs_with_slicer_qt_vtk_ctk_and_torch_blocked():
         sys.meta_path.insert(0, Blocker())
         sys.path.insert(0, {str(MODULE)!r})
         import PGESAMLib
-        from PGESAMLib import core, deps, driver, geometry, progress, regions, samples
+        from PGESAMLib import core, deps, geometry, progress, regions, samples
         import PGESAMSlicerLib  # only puts the bundled core first on sys.path (no Slicer import)
         assert sys.path[0] == PGESAMSlicerLib.CORE_DIR
         assert deps.plan((5, 10), {{}}).torch
         import numpy as np
         m = geometry.ijk_to_ras_matrix((1, 2, 3), (1, 1, 2), np.eye(3))
         assert geometry.ijk_to_kji_index(geometry.ras_to_ijk((1, 2, 7), m), (5, 5, 5)).tolist() == [[2, 0, 0]]
-        assert driver.VolumeGeometry(m, (5, 5, 5)).world_to_index((1, 2, 7)).tolist() == [[2, 0, 0]]
+        assert geometry.VolumeGeometry(m, (5, 5, 5)).world_to_index((1, 2, 7)).tolist() == [[2, 0, 0]]
         assert not [n for n in sys.modules if n.split(".")[0] in BLOCKED]
         # find_spec consults the finders, so lift the blocker: checking must still import nothing heavy
         sys.meta_path.pop(0)

@@ -2,19 +2,18 @@
 
 A 40-slice crop of the MNI T1 is written with a non-identity geometry
 (permuted, flipped and rotated direction, non-zero origin, anisotropic
-spacing) and read back with ``pge_sam.io.read_image``. Then, as the module's
-logic does: the IJK->RAS matrix is built from the SimpleITK (LPS) geometry,
-include/exclude points given in world RAS are mapped to voxels and to the
-slicing axis of an axial view by ``PGESAMLib.driver``, the core ``Session``
-runs with the shipped tiny model, only the changed region is planned for
-write-back, and the labels are written with the input's geometry.
+spacing) and read back with ``pge_sam.io.read_image``. Then the module's own
+logic (``PGESAMSlicerLib.logic`` over the stand-ins of ``tests/slicer_fakes.py``)
+gets a volume node with the IJK->RAS matrix built from the SimpleITK (LPS)
+geometry and include/exclude points in world RAS clicked in an axial view; the
+core ``Session`` runs with the shipped tiny model, only the changed region is
+written into the segment, and the labels are written with the input's geometry.
 
-The tests assert that the driver's calls equal direct core calls on voxels
+The tests assert that the logic's results equal direct core calls on voxels
 computed independently with SimpleITK, that changes stay in the reported box,
-and that geometry survives the trip. The driver's mapping onto the session's
+and that geometry survives the trip. The logic's mapping onto the session's
 verbs and its redrawing of the point lists from the session's prompts (undo,
-clear, propagate, next segment) are tested with the shared ``FakeSession`` and a
-fake markup store (``tests/fakes.py``).
+clear, propagate, next segment) are tested with the shared ``FakeSession``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from fakes import FakeMarkups, FakeSession, ellipsoid_volume
+import slicer_fakes as sf
+from fakes import FakeSession, ellipsoid_volume
 
 from pge_sam import Normalization, PropagationConfig, Session, build_model
 from pge_sam.errors import Cancelled
@@ -38,7 +38,6 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "slicer_pge_sam" / "PGESAM"
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-from PGESAMLib import driver as d  # noqa: E402
 from PGESAMLib import geometry as g  # noqa: E402
 from PGESAMLib import regions as r  # noqa: E402
 from PGESAMLib.progress import ProgressRelay  # noqa: E402
@@ -102,9 +101,10 @@ def new_session(model, loaded, axis, spacing):
     return Session(model, loaded.array, labels, axis=axis, spacing=spacing, prefetch=0, normalization=NORMALIZATION)
 
 
-def module_driver(model, loaded, vg, markups=None) -> d.SessionDriver:
-    """The driver as ``PGESAMLogic.startSession`` makes it: over the logic's interaction with the model."""
-    return d.SessionDriver(Interaction(model, prefetch=0), loaded.array, vg, markups)
+@pytest.fixture
+def logic_module(monkeypatch):
+    yield sf.load(monkeypatch)
+    sf.unload()
 
 
 def cancelling_relay(after: int) -> ProgressRelay:
@@ -139,7 +139,7 @@ def test_geometry_from_simpleitk_matches_simpleitk(loaded):
     ref = loaded.reference
     np.testing.assert_allclose(F @ np.array(ref.GetOrigin()), ORIGIN_RAS, atol=1e-4)  # the file kept it
     np.testing.assert_allclose((F @ np.array(ref.GetDirection()).reshape(3, 3)), DIRECTION_RAS, atol=1e-5)
-    vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), loaded.array.shape)
+    vg = g.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), loaded.array.shape)
     kji = np.random.default_rng(0).integers(0, loaded.array.shape, size=(10, 3))
     ours = vg.index_to_world(kji)
     expected = np.array([ras_of(ref, p[::-1]) for p in kji])
@@ -150,10 +150,10 @@ def test_geometry_from_simpleitk_matches_simpleitk(loaded):
     assert vg.view_axis(AXIAL) == 1 == 2 - int(np.argmax(np.abs(DIRECTION_RAS[2])))
 
 
-def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
+def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path, logic_module, monkeypatch):
     ref = loaded.reference
     shape = loaded.array.shape
-    vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
+    vg = g.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
     axis = 1
     j = shape[axis] // 2
 
@@ -169,51 +169,49 @@ def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
     assert vg.view_axis(view) == axis
     assert [tuple(v) for v in vg.world_to_index([include_ras, exclude_ras])] == [include_kji, exclude_kji]
 
-    # The module's path: the session starts on axis 0 with the volume's spacing, as logic.startSession does.
-    markups = FakeMarkups()
-    drv = module_driver(model, loaded, vg, markups)
-    session = drv.session
+    # The module's path: the session starts on axis 0 with the volume's spacing (startSession).
+    logic, _, segmentation, _ = sf.start(logic_module, Interaction(model, prefetch=0), loaded.array, vg.ijk_to_ras,
+                                         monkeypatch)
+    session = logic.interaction.session
     labels = session.labels
-    markups.place(True, include_ras)
-    edit = drv.add_point(include_ras, True, view)
-    label = drv.label
+    change = sf.place(logic, True, include_ras, view)
+    label = logic.interaction.label
     assert session.axis == axis and session.spacing == vg.spacing_zyx
-    assert markups.lists[True] == [tuple(include_ras)]  # the clicked position stays: it is on the prompt's voxel
+    assert logic.markups.positions(True) == [tuple(include_ras)]  # the clicked position stays: on the prompt's voxel
     assert session.aspect() == pytest.approx(SPACING_IJK[2] / SPACING_IJK[0])  # rows K, cols I: resampled
     assert labels[include_kji] == label, "the include voxel is not labelled"
     np.testing.assert_array_equal(labels, reference.labels)
-    bbox = edit.change.bbox
+    bbox = change.bbox
     assert bbox[axis] == slice(j, j + 1) and all(b.start <= v < b.stop for b, v in zip(bbox, include_kji))
     outside = np.ones(shape, bool)
     outside[bbox] = False
     assert not labels[outside].any()
-    plan = edit.update
-    assert plan.bbox == bbox and plan.extent == r.bbox_to_vtk_extent(bbox) and set(plan.masks) == {label}
-    np.testing.assert_array_equal(plan.masks[label], labels[bbox] == label)
+    assert segmentation.writes == [(logic.segmentIds[label], r.bbox_to_vtk_extent(bbox))]  # the changed box only
+    np.testing.assert_array_equal(segmentation.segment(f"PGE-SAM {label}"), labels == label)
     after_include = labels.copy()
 
     # The exclude point is a negative prompt on the same slice: only that slice may change.
-    markups.place(False, exclude_ras)
-    edit = drv.add_point(exclude_ras, False, view)
+    change = sf.place(logic, False, exclude_ras, view)
     reference.add_point(exclude_kji, positive=False)
     np.testing.assert_array_equal(labels, reference.labels)
     assert [(m.coords[0], m.positive) for m in session.prompts()] == [(include_kji, True), (exclude_kji, False)]
     changed = labels != after_include
-    if edit.change.bbox is None:
-        assert edit.update is None and not changed.any()
+    if change.bbox is None:
+        assert len(segmentation.writes) == 1 and not changed.any()
     else:
-        assert edit.change.bbox[axis] == slice(j, j + 1)
+        assert change.bbox[axis] == slice(j, j + 1) and segmentation.writes[-1][1] == r.bbox_to_vtk_extent(change.bbox)
         inside = np.zeros(shape, bool)
-        inside[edit.change.bbox] = True
+        inside[change.bbox] = True
         assert not (changed & ~inside).any()
-        np.testing.assert_array_equal(edit.update.masks[label], labels[edit.change.bbox] == label)
+    np.testing.assert_array_equal(segmentation.segment(f"PGE-SAM {label}"), labels == label)
     assert set(np.unique(labels[:, j, :])) <= {0, label}
 
     # Undo removes the exclude point (from the session and from its point list) and restores the include-only mask.
-    edit = drv.undo()
+    logic.undo()
     np.testing.assert_array_equal(labels, after_include)
+    np.testing.assert_array_equal(segmentation.segment(f"PGE-SAM {label}"), labels == label)
     assert [m.positive for m in session.prompts()] == [True]
-    assert markups.lists == {True: [tuple(include_ras)], False: []}
+    assert logic.markups.positions(True) == [tuple(include_ras)] and logic.markups.positions(False) == []
 
     # Write with the input's geometry, read back: same grid, and the labelled voxel is at the clicked point.
     out = write_labels(labels, tmp_path / ("labels" + "".join(Path(loaded.source).suffixes)), reference=ref)
@@ -224,197 +222,201 @@ def test_include_exclude_round_trip_through_the_core(model, loaded, tmp_path):
     np.testing.assert_allclose(b.GetSpacing(), ref.GetSpacing(), atol=1e-6)
     np.testing.assert_allclose(b.GetDirection(), ref.GetDirection(), atol=1e-6)
     assert back.array[include_kji] == label
-    back_geometry = d.VolumeGeometry.from_lps(b.GetOrigin(), b.GetSpacing(), b.GetDirection(), back.array.shape)
+    back_geometry = g.VolumeGeometry.from_lps(b.GetOrigin(), b.GetSpacing(), b.GetDirection(), back.array.shape)
     assert tuple(back_geometry.world_to_index(include_ras)[0]) == include_kji
     np.testing.assert_allclose(ras_of(b, include_kji[::-1]), vg.index_to_world(include_kji)[0], atol=1e-4)
     assert np.linalg.norm(ras_of(b, include_kji[::-1]) - include_ras) < 0.5 * np.linalg.norm(SPACING_IJK)
 
 
-def test_propagate_and_precompute_through_the_driver_with_progress(model, loaded):
+def test_propagate_and_precompute_through_the_logic_with_progress(model, loaded, logic_module, monkeypatch):
     ref = loaded.reference
     shape = loaded.array.shape
-    vg = d.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
-    drv = module_driver(model, loaded, vg)
-    session = drv.session
+    vg = g.VolumeGeometry.from_lps(ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection(), shape)
+    logic, _, segmentation, _ = sf.start(logic_module, Interaction(model, prefetch=0), loaded.array, vg.ijk_to_ras,
+                                         monkeypatch)
+    session = logic.interaction.session
     j = shape[1] // 2
     reference, seed_kji = labelled_click(model, loaded, 1, j)
     click = ras_of(ref, seed_kji[::-1])
-    drv.add_point(click, True, axial_view_through(click))
+    sf.place(logic, True, click, axial_view_through(click))
     np.testing.assert_array_equal(session.labels, reference.labels)
     before = session.labels.copy()
     # Walk on while the mask is non-empty (the tiny model's masks can change a lot between slices);
     # Cancel after the first slice: the slice done is kept and reported.
     session.propagation = PropagationConfig(prompt=("points",), iou_threshold=0.0, min_area=1, max_slices=3)
     relay = cancelling_relay(after=1)
-    edit = drv.propagate(relay)
-    slices = edit.change.slices
+    change = logic.propagate(relay)
+    slices = change.slices
     assert relay.total == shape[1] - 1 and relay.done == len(slices) <= 1
-    assert edit.change.cancelled == (len(slices) == 1)  # the walk stops by itself only on an empty mask
+    assert change.cancelled == (len(slices) == 1)  # the walk stops by itself only on an empty mask
     assert set(slices) <= {j - 1, j + 1}
     changed = session.labels != before
-    if edit.change.bbox is None:
-        assert edit.update is None and not changed.any()
+    label = logic.interaction.label
+    if change.bbox is None:
+        assert not changed.any()
     else:
         inside = np.zeros(shape, bool)
-        inside[edit.change.bbox] = True
-        assert not (changed & ~inside).any() and edit.update.bbox == edit.change.bbox
+        inside[change.bbox] = True
+        assert not (changed & ~inside).any() and segmentation.writes[-1][1] == r.bbox_to_vtk_extent(change.bbox)
         assert {int(k) for k in np.nonzero(changed.any(axis=(0, 2)))[0]} <= set(slices)
-        np.testing.assert_array_equal(edit.update.masks[drv.label], session.labels[edit.change.bbox] == drv.label)
-        assert drv.undo().change.slices == slices
+        np.testing.assert_array_equal(segmentation.segment(f"PGE-SAM {label}"), session.labels == label)
+        assert logic.undo().slices == slices
     np.testing.assert_array_equal(session.labels, before)
 
     # Precompute along the axis of the view; Cancel stops it with the core's Cancelled after one batch.
     relay = cancelling_relay(after=1)
     with pytest.raises(Cancelled):
-        drv.precompute(relay, axial_view_through(click))
+        logic.precompute(relay, sf.SliceNode(axial_view_through(click)))
     assert relay.total == shape[1] and 1 <= relay.done < shape[1]
 
 
-# ---- the driver's mapping onto the session's verbs and its point lists, with the shared fake session -------------
+# ---- the logic's mapping onto the session's verbs and its point lists, with the shared fake session --------------
 
 SAGITTAL = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
 CORONAL = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
-VG = d.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), (12, 48, 56))
+VG = g.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), (12, 48, 56))
 CENTRE_KJI, EDGE_KJI = (6, 24, 26), (6, 24, 34)  # inside the fake volume's ellipsoid; off-centre on slice 6
 
 
-def fake_driver(**options):
-    """A driver over ``ellipsoid_volume()`` with the shared ``FakeSession`` and a fake markup store."""
-    markups = FakeMarkups()
+def fake_logic(logic_module, monkeypatch, **options):
+    """A logic on ``ellipsoid_volume()`` with the shared ``FakeSession``; returns it and its segmentation node."""
     interaction = Interaction(sessions=FakeSession.factory(**options))
-    return d.SessionDriver(interaction, ellipsoid_volume(), VG, markups), markups
+    logic, _, segmentation, _ = sf.start(logic_module, interaction, ellipsoid_volume(), VG.ijk_to_ras, monkeypatch)
+    return logic, segmentation
 
 
-def click(drv, markups, kji, include=True, view=AXIAL, nudge=(0.2, -0.3, 0.1)):
-    """What the module does on a click: a control point appears in a list, then the driver gets its position."""
-    ras = VG.index_to_world(kji)[0] + nudge  # still voxel ``kji``
-    markups.place(include, ras)
-    return drv.add_point(ras, include, view)
+def click(logic, kji, include=True, view=AXIAL, nudge=(0.2, -0.3, 0.1)):
+    """A click in a slice view, nudged inside voxel ``kji``."""
+    return sf.place(logic, include, VG.index_to_world(kji)[0] + nudge, view)
 
 
-def shown(markups, include=True):
-    """The voxels (k, j, i) a point list shows."""
-    return sorted(tuple(v) for v in VG.world_to_index(markups.lists[include], check=False).tolist()) \
-        if markups.lists[include] else []
+def session_points(logic, include=True):
+    return sorted(m.coords[0] for m in logic.interaction.session.prompts()
+                  if m.kind == "point" and m.label == logic.interaction.label and m.positive == include)
 
 
-def session_points(drv, include=True):
-    return sorted(m.coords[0] for m in drv.session.prompts()
-                  if m.kind == "point" and m.label == drv.label and m.positive == include)
-
-
-def test_driver_maps_prompts_and_verbs_onto_session_calls():
-    drv, _ = fake_driver()
-    session = drv.session
+def test_logic_maps_prompts_and_verbs_onto_session_calls(logic_module, monkeypatch):
+    logic, segmentation = fake_logic(logic_module, monkeypatch)
+    session = logic.interaction.session
     assert session.spacing == VG.spacing_zyx == (2.0, 0.7, 0.5)  # core (z, y, x) order
     point = VG.index_to_world((4, 3, 2))[0] + (0.2, -0.3, 0.9)  # still voxel (4, 3, 2)
-    edit = drv.add_point(point, True, SAGITTAL)  # a sagittal view slices I (axis 2)
+    change = logic.addPoint(point, True, sf.SliceNode(SAGITTAL))  # a sagittal view slices I (axis 2)
     assert session.calls == [("set_axis", 2), ("add_point", (4, 3, 2), True, 2)]
-    assert edit.update.extent == r.bbox_to_vtk_extent(edit.change.bbox)
-    np.testing.assert_array_equal(edit.update.masks[1], drv.labels[edit.change.bbox] == 1)
-    assert drv.next_object().label == 2 and session.calls[-1] == ("next_object",)
-    edit = drv.add_point(VG.index_to_world((4, 30, 50))[0], True, SAGITTAL)
-    assert set(edit.update.masks) == {1, 2}  # every label written so far is re-cut inside a changed box
+    assert segmentation.writes == [(logic.segmentIds[1], r.bbox_to_vtk_extent(change.bbox))]
+    np.testing.assert_array_equal(segmentation.segment("PGE-SAM 1"), logic.interaction.labels == 1)
+    segment2 = logic.nextSegment()
+    assert session.calls[-1] == ("next_object",) and logic.segmentIds == {1: logic.segmentIds[1], 2: segment2}
+    change = logic.addPoint(VG.index_to_world((4, 30, 50))[0], True, sf.SliceNode(SAGITTAL))
+    extent = r.bbox_to_vtk_extent(change.bbox)
+    assert segmentation.writes[-2:] == [(logic.segmentIds[1], extent), (segment2, extent)]  # every label re-cut
     relay = ProgressRelay()
-    assert drv.precompute(relay, CORONAL) == 48  # a coronal view slices J (axis 1): 48 slices
+    assert logic.precompute(relay, sf.SliceNode(CORONAL)) == 48  # a coronal view slices J (axis 1): 48 slices
     assert session.calls[-2:] == [("set_axis", 1), ("precompute", relay)]
     corners = g.box_corners(VG.index_to_world((2, 2, 1))[0] + (1.0, 1.4, 0.0), np.eye(3), (3.0, 2.8, 0.1))
-    drv.add_box(corners)  # no view: the thinnest axis of the box (K); i 10..13 mm -> 0..6, j -> 2..6
-    assert session.calls[-2:] == [("set_axis", 0), ("add_box", (2, 2, 0), (2, 6, 6), 0)]
-    drv.clear()
+    logic.addBox(sf.RoiNode(corners.mean(axis=0), (3.0, 2.8, 0.1)))  # no view: the box's thinnest axis (K)
+    assert session.calls[-2:] == [("set_axis", 0), ("add_box", (2, 2, 0), (2, 6, 6), 0)]  # i 10..13 mm -> 0..6
+    logic.clear()
     assert session.calls[-1] == ("reset_object",)
-    assert drv.undo().change is not None and session.calls[-1] == ("undo",)
+    assert logic.undo() is not None and session.calls[-1] == ("undo",)
 
 
-def test_propagate_then_undo_keeps_the_markups_of_the_prompts():
+def test_propagate_then_undo_keeps_the_markups_of_the_prompts(logic_module, monkeypatch):
     """The widget used to pop a point of its own prompt stack on every undo: after Propagate, Undo deleted a point."""
-    drv, markups = fake_driver()
-    click(drv, markups, CENTRE_KJI)
-    click(drv, markups, EDGE_KJI, include=False)
-    before = drv.labels.copy()
-    edit = drv.propagate(ProgressRelay())
-    assert edit.change.slices and drv.labels[4, 24, 26] == drv.label
-    drv.undo()  # undoes the propagation: its voxels, not a prompt
-    np.testing.assert_array_equal(drv.labels, before)
-    assert shown(markups, True) == session_points(drv, True) == [CENTRE_KJI]
-    assert shown(markups, False) == session_points(drv, False) == [EDGE_KJI]
-    drv.undo()  # now the exclude point goes, from the session and from its list
-    assert shown(markups, False) == session_points(drv, False) == [] and shown(markups) == [CENTRE_KJI]
+    logic, _ = fake_logic(logic_module, monkeypatch)
+    labels = logic.interaction.labels
+    click(logic, CENTRE_KJI)
+    click(logic, EDGE_KJI, include=False)
+    before = labels.copy()
+    change = logic.propagate(ProgressRelay())
+    assert change.slices and labels[4, 24, 26] == logic.interaction.label
+    logic.undo()  # undoes the propagation: its voxels, not a prompt
+    np.testing.assert_array_equal(labels, before)
+    assert sf.shown(logic, True) == session_points(logic, True) == [CENTRE_KJI]
+    assert sf.shown(logic, False) == session_points(logic, False) == [EDGE_KJI]
+    logic.undo()  # now the exclude point goes, from the session and from its list
+    assert sf.shown(logic, False) == session_points(logic, False) == [] and sf.shown(logic) == [CENTRE_KJI]
 
 
-def test_clear_then_undo_brings_the_markups_back():
+def test_clear_then_undo_brings_the_markups_back(logic_module, monkeypatch):
     """After Clear, Undo used to restore voxels and prompts but not the point lists."""
-    drv, markups = fake_driver()
-    click(drv, markups, CENTRE_KJI)
-    click(drv, markups, EDGE_KJI, include=False)
-    before = drv.labels.copy()
-    drv.clear()
-    assert markups.lists == {True: [], False: []} and not drv.labels.any()
-    drv.undo()
-    np.testing.assert_array_equal(drv.labels, before)
-    assert shown(markups, True) == session_points(drv, True) == [CENTRE_KJI]
-    assert shown(markups, False) == session_points(drv, False) == [EDGE_KJI]
+    logic, segmentation = fake_logic(logic_module, monkeypatch)
+    labels = logic.interaction.labels
+    click(logic, CENTRE_KJI)
+    click(logic, EDGE_KJI, include=False)
+    before = labels.copy()
+    logic.clear()
+    assert sf.shown(logic, True) == sf.shown(logic, False) == [] and not labels.any()
+    assert not segmentation.segment("PGE-SAM 1").any()
+    logic.undo()
+    np.testing.assert_array_equal(labels, before)
+    np.testing.assert_array_equal(segmentation.segment("PGE-SAM 1"), before == 1)
+    assert sf.shown(logic, True) == session_points(logic, True) == [CENTRE_KJI]
+    assert sf.shown(logic, False) == session_points(logic, False) == [EDGE_KJI]
 
 
-def test_next_segment_starts_empty_lists_and_undo_returns_to_the_last_segment():
-    drv, markups = fake_driver()
-    click(drv, markups, CENTRE_KJI)
-    rewrites = markups.rewrites
-    assert rewrites == 0  # a point on the voxel the session took is left where it was placed
-    assert drv.next_object().label == 2 and markups.lists == {True: [], False: []}
-    drv.undo()  # segment 2 has no prompt: the undo is segment 1's click, and its list is shown again (empty now)
-    assert drv.label == 1 and markups.lists == {True: [], False: []} and not drv.labels.any()
+def test_next_segment_starts_empty_lists_and_undo_returns_to_the_last_segment(logic_module, monkeypatch):
+    logic, _ = fake_logic(logic_module, monkeypatch)
+    rewrites = []
+    replace = logic.markups.replace
+    monkeypatch.setattr(logic.markups, "replace", lambda *args: rewrites.append(args) or replace(*args))
+    click(logic, CENTRE_KJI)
+    assert rewrites == []  # a point on the voxel the session took is left where it was placed
+    logic.nextSegment()
+    assert logic.interaction.label == 2 and sf.shown(logic, True) == sf.shown(logic, False) == []
+    logic.undo()  # segment 2 has no prompt: the undo is segment 1's click, and its list is shown again (empty now)
+    assert logic.interaction.label == 1 and sf.shown(logic) == [] and not logic.interaction.labels.any()
 
 
-def test_a_refused_point_disappears_from_its_list():
-    drv, markups = fake_driver()
-    click(drv, markups, CENTRE_KJI)
+def test_a_refused_point_disappears_from_its_list(logic_module, monkeypatch):
+    logic, _ = fake_logic(logic_module, monkeypatch)
+    click(logic, CENTRE_KJI)
     tilted = AXIAL.copy()
     tilted[:3, :3] = np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
-    markups.place(True, VG.index_to_world((6, 10, 10))[0])
     with pytest.raises(g.ObliqueViewError):
-        drv.add_point(markups.lists[True][-1], True, tilted)
-    assert shown(markups) == [CENTRE_KJI]
-    markups.place(True, (1.0, 1.0, 400.0))
+        sf.place(logic, True, VG.index_to_world((6, 10, 10))[0], tilted)
+    assert sf.shown(logic) == [CENTRE_KJI]
     with pytest.raises(g.PointOutsideVolumeError, match="outside the volume"):
-        drv.add_point(markups.lists[True][-1], True, AXIAL)
-    assert shown(markups) == [CENTRE_KJI] and len(drv.session.prompts()) == 1
+        sf.place(logic, True, (1.0, 1.0, 400.0), AXIAL)
+    assert sf.shown(logic) == [CENTRE_KJI] and len(logic.interaction.session.prompts()) == 1
 
 
-def test_driver_refuses_another_volume_shape_or_voxel_size():
-    with pytest.raises(g.GeometryError, match="shape"):
-        d.SessionDriver(Interaction(sessions=FakeSession.factory()), np.zeros((12, 48, 55), np.float32), VG)
+def test_volume_geometry_refuses_another_shape_or_voxel_size_and_follows_a_rigid_move(logic_module, monkeypatch):
     with pytest.raises(g.GeometryError, match="shape_kji"):
-        d.VolumeGeometry(np.eye(4), (6, 0, 9))
-    drv, _ = fake_driver()
+        g.VolumeGeometry(np.eye(4), (6, 0, 9))
+    logic, _ = fake_logic(logic_module, monkeypatch)
     moved = np.eye(4)
     moved[:3, :3], moved[:3, 3] = rot_s(90.0), (100.0, 0.0, 0.0)  # a rigid parent transform is fine
-    drv.set_volume(d.VolumeGeometry(VG.ijk_to_ras, VG.shape_kji, moved))
+    volume, segmentation = logic.volumeNode, logic.segmentationNode
+    volume.transform = segmentation.transform = sf.TransformNode(moved)
     world = moved[:3, :3] @ VG.index_to_world(CENTRE_KJI)[0] + moved[:3, 3]
-    drv.add_point(world, True, AXIAL)
-    assert drv.session.calls[-1] == ("add_point", CENTRE_KJI, True, 0)
+    logic.addPoint(world, True, sf.SliceNode(AXIAL))
+    assert logic.interaction.session.calls[-1] == ("add_point", CENTRE_KJI, True, 0)
     with pytest.raises(g.GeometryError, match="voxel size"):
-        drv.set_volume(d.VolumeGeometry(VG.ijk_to_ras, VG.shape_kji, np.diag([2.0, 2.0, 2.0, 1.0])))
+        VG.moved_to(g.VolumeGeometry(VG.ijk_to_ras, VG.shape_kji, np.diag([2.0, 2.0, 2.0, 1.0])))
+    with pytest.raises(g.GeometryError, match="shape"):
+        VG.moved_to(g.VolumeGeometry(VG.ijk_to_ras, (12, 48, 55)))
 
 
-def test_embeddings_saved_through_the_driver_serve_every_later_session(model, tmp_path):
+def test_embeddings_saved_through_the_logic_serve_every_later_session(model, tmp_path, logic_module, monkeypatch):
     """Save embeddings on one machine; on another, the logic's interaction loads them once (Load embeddings...)
     and attaches them to every new session (startSession); a volume they were not made for is told so."""
     from pge_sam.predictor import Predictor
 
     image, store = ellipsoid_volume((6, 40, 56)), tmp_path / "mrhead-emb"
-    vg = d.VolumeGeometry(g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3)), image.shape)
+    m = g.ijk_to_ras_matrix((10.0, -20.0, 5.0), (0.5, 0.7, 2.0), np.eye(3))
     relay = ProgressRelay()
-    message = d.SessionDriver(Interaction(model, prefetch=0), image, vg).save_embeddings(store, relay, CORONAL)
+    logic, *_ = sf.start(logic_module, Interaction(model, prefetch=0), image, m, monkeypatch)
+    message = logic.saveEmbeddings(store, relay, sf.SliceNode(CORONAL))
     assert "40 slice embeddings along axis 1 (40 encoded" in message and relay.total == relay.done == 40
     predictor = Predictor(model)  # the laptop: its own model cache
     laptop = Interaction(predictor, prefetch=0)
-    first = d.SessionDriver(laptop, image, vg, FakeMarkups())
-    assert "embeddings loaded" in laptop.load_embeddings(store)  # PGESAMLogic.loadEmbeddings
-    first.add_point(vg.index_to_world((3, 20, 26))[0], True, CORONAL)
-    second = d.SessionDriver(laptop, image, vg, FakeMarkups())  # startSession again: a new session
-    edit = second.add_point(vg.index_to_world((3, 12, 26))[0], True, CORONAL)
-    assert second.notice is None and edit.change.slices == (12,) and predictor.encoder_calls == 0
-    cropped = image[:, :30]
-    other = d.SessionDriver(laptop, cropped, d.VolumeGeometry(vg.ijk_to_ras, cropped.shape), FakeMarkups())
-    assert f"{store} were made for another volume" in other.notice and laptop.embeddings is None
+    first, *_ = sf.start(logic_module, laptop, image, m, monkeypatch)
+    assert "embeddings loaded" in first.loadEmbeddings(store)
+    first.addPoint(VG.index_to_world((3, 20, 26))[0], True, sf.SliceNode(CORONAL))
+    first.interaction = laptop
+    notice = first.startSession(first.volumeNode, first.segmentationNode, "sam_tiny", "cpu")  # a new session
+    change = first.addPoint(VG.index_to_world((3, 12, 26))[0], True, sf.SliceNode(CORONAL))
+    assert notice is None and change.slices == (12,) and predictor.encoder_calls == 0
+    cropped = sf.scene().add(sf.VolumeNode(image[:, :30], m))
+    notice = first.startSession(cropped, sf.scene().add(sf.SegmentationNode()), "sam_tiny", "cpu")
+    assert f"{store} were made for another volume" in notice and laptop.embeddings is None

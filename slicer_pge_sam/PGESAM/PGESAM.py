@@ -7,7 +7,7 @@ This file is the module's entry point (Module and Widget classes). It imports
   nodes -> core session calls -> changed region written into the segment),
   over ``PGESAMSlicerLib.nodes`` (MRML nodes <-> arrays);
 * ``PGESAMSlicerLib.moduleTest``: ``PGESAMTest``, the in-Slicer tests;
-* ``PGESAMLib``: pure numpy geometry, driver, region, dependency and progress
+* ``PGESAMLib``: pure numpy geometry, region, dependency and progress
   helpers, tested outside Slicer (the files above run there over stand-ins of
   Slicer's modules: ``tests/slicer_fakes.py``).
 
@@ -200,10 +200,10 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             raise deps.MissingDependenciesError(missing)
         p = self._parameterNode
         with slicer.util.WaitCursor():
-            sessionDriver = self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
-        if sessionDriver.notice:  # embeddings loaded for an earlier volume do not fit this one
-            logging.warning(sessionDriver.notice)
-            self._updateStatus(sessionDriver.notice)
+            notice = self.logic.startSession(p.inputVolume, p.segmentation, p.modelName, p.device)
+        if notice:  # embeddings loaded for an earlier volume do not fit this one
+            logging.warning(notice)
+            self._updateStatus(notice)
 
     # -- prompts -----------------------------------------------------------------------------
     def _sliceNodeForPoint(self, positionWorld, required=True):
@@ -230,7 +230,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self._progress is not None
 
     def _onPointDefined(self, caller, event):
-        if self.logic.markups.syncing:  # the driver is redrawing the lists from the session's prompts
+        if self.logic.markups.syncing:  # the logic is redrawing the lists from the session's prompts
             return
         index = caller.GetNumberOfControlPoints() - 1
         if self._busy():

@@ -3,8 +3,7 @@
 Nothing in this package imports ``slicer``, ``qt``, ``ctk``, ``vtk``,
 ``torch`` or ``pge_sam``; it needs only numpy and the standard library, and is
 tested outside Slicer. Submodules: ``geometry`` (RAS/IJK/KJI maths, view
-axis), ``driver`` (world RAS prompts -> core session verbs -> changed-region
-plans), ``regions`` (changed-region write-back), ``deps`` (pinned
+axis, a volume's grid), ``regions`` (changed-region write-back), ``deps`` (pinned
 dependencies), ``progress`` (progress relay).
 """
 

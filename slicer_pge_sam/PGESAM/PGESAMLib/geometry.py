@@ -175,7 +175,7 @@ def nearest_voxel(coords: object) -> np.ndarray:
 
 
 def check_kji_in_bounds(kji: object, shape_kji: Sequence[int]) -> np.ndarray:
-    """Return ``kji`` as an (N, 3) int64 array, raising :class:`PointOutsideVolumeError` if any index is outside ``shape_kji``."""
+    """``kji`` as an (N, 3) int64 array; ``PointOutsideVolumeError`` if an index is outside ``shape_kji``."""
     idx = np.asarray(kji, dtype=np.int64).reshape(-1, 3)
     shape = tuple(int(s) for s in shape_kji)
     if len(shape) != 3:
@@ -190,17 +190,8 @@ def check_kji_in_bounds(kji: object, shape_kji: Sequence[int]) -> np.ndarray:
 
 
 def ijk_to_kji_index(ijk: object, shape_kji: Sequence[int] | None = None) -> np.ndarray:
-    """Nearest-voxel array index of continuous IJK coordinates.
-
-    Args:
-        ijk: (N, 3) or (3,) continuous (i, j, k) coordinates.
-        shape_kji: optional array shape (K, J, I); when given, indices outside it
-            raise :class:`PointOutsideVolumeError`.
-
-    Returns:
-        (N, 3) int64 indices in (k, j, i) order == core (z, y, x), rounded with
-        ``floor(x + 0.5)``.
-    """
+    """Nearest-voxel (N, 3) int64 (k, j, i) == core (z, y, x) index (``floor(x + 0.5)``) of continuous (N, 3) or
+    (3,) (i, j, k) coordinates; with ``shape_kji`` (K, J, I), an index outside it raises ``PointOutsideVolumeError``."""
     c = _as_points(ijk, "ijk")
     idx = nearest_voxel(c[:, ::-1])
     if shape_kji is not None:
@@ -392,3 +383,18 @@ class VolumeGeometry:
     def view_axis(self, slice_to_ras: object) -> int:
         """Array axis (0 = K, 1 = J, 2 = I) a slice view shows; oblique views raise ``ObliqueViewError``."""
         return slice_axis_for_view(slice_to_ras, self.ijk_to_ras, self.parent_to_world)
+
+    def moved_to(self, other: VolumeGeometry) -> VolumeGeometry:
+        """``other`` when it is this grid moved rigidly (same shape and voxel size), else ``GeometryError``."""
+        if other.shape_kji != self.shape_kji or not np.allclose(other.spacing_zyx, self.spacing_zyx, rtol=1e-6, atol=0):
+            raise GeometryError(
+                f"the volume's shape or voxel size changed ({other.shape_kji}, {other.spacing_zyx} mm, was "
+                f"{self.shape_kji}, {self.spacing_zyx} mm), e.g. a scaling transform was applied; start a new session.")
+        return other
+
+    def box_in_view(self, corners_ras: object, slice_to_ras: object | None = None) -> tuple[int, tuple, tuple]:
+        """(axis, lo, hi): a box from world RAS corners (N, 3) (e.g. an ROI's 8) on the slice through their centre
+        along the axis the view shows (no view: the axis along which the box is thinnest), clipped to the volume."""
+        kji = ras_to_ijk(corners_ras, self.ijk_to_ras, self.parent_to_world)[:, ::-1]
+        axis = self.view_axis(slice_to_ras) if slice_to_ras is not None else thinnest_axis(kji)
+        return (axis, *box_from_kji_corners(kji, axis, self.shape_kji))

@@ -1,12 +1,14 @@
 """Slicer-bound logic of the PGESAM module: the parameter node, and session verbs whose result goes into segments.
 
-:meth:`PGESAMLogic.startSession` puts a volume node into a ``PGESAMLib.driver.SessionDriver`` over the core's
-``pge_sam.interaction.Interaction`` (shared with napari; it keeps the models and the loaded embeddings across
-sessions). Each verb hands the driver world RAS prompts and writes the changed region it plans into the segment
-"PGE-SAM n" of object n; the driver redraws the point lists from the session's prompts. Node conversions are
-in :mod:`PGESAMSlicerLib.nodes`. ``pge_sam`` (and torch) is imported only when a session starts.
+:meth:`PGESAMLogic.startSession` puts a volume node into the core's ``pge_sam.interaction.Interaction`` (shared with
+napari; it keeps the models and the loaded embeddings across sessions). Each verb maps world RAS prompts to voxels
+(``PGESAMLib.geometry.VolumeGeometry``; the view's axis becomes the slicing axis), runs the interaction's verb,
+redraws the point lists from the session's prompts (so they always agree with undo) and writes the changed box
+into the segment "PGE-SAM n" of object n. Node conversions are in :mod:`PGESAMSlicerLib.nodes`. ``pge_sam`` (and
+torch) is imported only when a session starts.
 """
 
+from functools import partialmethod
 from typing import Annotated
 
 import numpy as np
@@ -16,7 +18,7 @@ from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLSca
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from PGESAMLib import DEVICE_CHOICES, MODEL_CHOICES, deps, driver
+from PGESAMLib import DEVICE_CHOICES, MODEL_CHOICES, deps, regions
 
 from . import nodes
 
@@ -35,23 +37,24 @@ class PGESAMParameterNode:
 
 
 class PGESAMLogic(ScriptedLoadableModuleLogic):
-    """MRML nodes -> ``SessionDriver`` verbs -> changed regions written into segments. Never opens dialogs.
-    Each verb returns the core ``Change`` (``None``: nothing changed)."""
+    """MRML nodes -> ``Interaction`` verbs -> changed regions written into segments. Never opens dialogs.
+    The prompt verbs, ``undo``, ``clear`` and ``propagate`` return the core ``Change`` (``None``: nothing changed)."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.interaction = None  # pge_sam.interaction.Interaction, made by the first startSession
         self.cacheDir = None  # weights folder of the ViT models; None: $PGE_SAM_CACHE_DIR or the OS cache
         self.markups = nodes.PointLists(self.getParameterNode)
-        self.driver = self.volumeNode = self.segmentationNode = self.sessionKey = None
+        self.volume = self.volumeNode = self.segmentationNode = self.sessionKey = None
         self.segmentIds = {}  # label id -> segment id
 
     def getParameterNode(self):
         return PGESAMParameterNode(super().getParameterNode())
 
     def startSession(self, volumeNode, segmentationNode, modelName=MODEL_CHOICES[0], device="auto"):
-        """Start a session on ``volumeNode`` writing into ``segmentationNode`` (the model is built once); returns
-        its driver. ``sessionKey`` is then (the nodes' ids, model, device)."""
+        """Start a session on ``volumeNode`` writing into ``segmentationNode`` (the model is built once).
+        ``sessionKey`` is then (the nodes' ids, model, device). Returns why embeddings loaded for an earlier volume
+        are not used for this one, or ``None``."""
         if volumeNode is None or segmentationNode is None:
             raise ValueError("Select an input volume and a segmentation first.")
         missing = deps.missing_requirements()
@@ -59,84 +62,97 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
             raise deps.MissingDependenciesError(missing)
         from pge_sam.interaction import Interaction
 
-        self.interaction = self.interaction or Interaction()
-        self.interaction.use_model(modelName, device, self.cacheDir)
-        if segmentationNode.GetTransformNodeID() != volumeNode.GetTransformNodeID():
-            if segmentationNode.GetSegmentation().GetNumberOfSegments():
-                raise ValueError("The segmentation and the volume are under different transforms. "
-                                 "Put both under the same transform, or select an empty segmentation.")
-            segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        segmentationNode.CreateDefaultDisplayNodes()
+        interaction = self.interaction = self.interaction or Interaction()
+        interaction.use_model(modelName, device, self.cacheDir)
+        volume = nodes.volumeGeometry(volumeNode)
+        nodes.fitSegmentation(segmentationNode, volumeNode)
         voxels = np.array(slicer.util.arrayFromVolume(volumeNode))  # (K, J, I) copy, safe from VTK reallocation
-        self.driver = driver.SessionDriver(self.interaction, voxels, nodes.volumeGeometry(volumeNode), self.markups)
-        self.volumeNode, self.segmentationNode, self.segmentIds = volumeNode, segmentationNode, {}
+        interaction.set_image(voxels, np.zeros(volume.shape_kji, np.uint16), spacing=volume.spacing_zyx)
+        interaction.set_axis(0)
+        store = interaction.embeddings
+        interaction.ensure_session()  # attaches the embeddings loaded for earlier volumes, if they fit
+        self.volume, self.volumeNode, self.segmentationNode, self.segmentIds = volume, volumeNode, segmentationNode, {}
         self.sessionKey = (volumeNode.GetID(), segmentationNode.GetID(), modelName, device)
-        return self.driver
+        if store is not None and interaction.embeddings is None:
+            return f"The embeddings in {store} were made for another volume, model or normalisation: not used."
+        return None
 
     def endSession(self):
         """Drop the session, its prefetches and the voxels (models and loaded embeddings stay)."""
         if self.interaction is not None:
             self.interaction.detach()
-        self.driver = self.sessionKey = None
+        self.sessionKey = None
 
     def hasPrompts(self):
         """Whether the session holds a prompt (then precompute follows the last prompt's axis)."""
-        return self.driver is not None and self.driver.has_prompts
+        return self.sessionKey is not None and bool(self.interaction.prompts())
 
-    def _session(self):
-        """The driver, after checking the nodes still fit it (same transform, shape and voxel size)."""
-        if self.driver is None:
+    def _session(self, sliceNode=None):
+        """The interaction, after checking the nodes still fit it (same transform, shape and voxel size);
+        ``sliceNode``: slice along the axis that view shows."""
+        if self.sessionKey is None:
             raise RuntimeError("No PGE-SAM session: select a volume and a segmentation, then place a prompt.")
         if self.segmentationNode.GetTransformNodeID() != self.volumeNode.GetTransformNodeID():
             raise RuntimeError("The segmentation is no longer under the volume's transform; "
                                "put both under the same transform.")
-        self.driver.set_volume(nodes.volumeGeometry(self.volumeNode))  # refuses a new shape or voxel size
-        return self.driver
+        self.volume = self.volume.moved_to(nodes.volumeGeometry(self.volumeNode))  # a rigid move only
+        if sliceNode is not None:
+            self.interaction.set_axis(self.volume.view_axis(nodes.sliceToRas(sliceNode)))  # oblique: refused
+        return self.interaction
 
     # -- verbs ---------------------------------------------------------------------------------------------------
     def addPoint(self, positionWorld, include, sliceNode):
         """Add an include/exclude point (world RAS, mm) clicked in ``sliceNode``."""
-        return self._write(self._session().add_point(positionWorld, bool(include), nodes.sliceToRas(sliceNode)))
+        return self._run(lambda: self._session(sliceNode).add_point(
+            tuple(self.volume.world_to_index(positionWorld)[0]), bool(include))).change
 
     def addBox(self, roiNode, sliceNode=None):
         """Add the ROI as a box prompt on the slice through its centre (the view's axis, else its thinnest)."""
-        return self._write(self._session().add_box(nodes.roiCorners(roiNode), nodes.sliceToRas(sliceNode)))
+        def verb():
+            interaction = self._session()
+            axis, lo, hi = self.volume.box_in_view(nodes.roiCorners(roiNode), nodes.sliceToRas(sliceNode))
+            interaction.set_axis(axis)
+            return interaction.add_box(lo, hi)
+        return self._run(verb).change
 
-    def undo(self):
-        """Undo the last prompt, propagation or clear."""
-        return self._write(self._session().undo())
+    def _edit(self, verb, *args):
+        return self._run(lambda: getattr(self._session(), verb)(*args)).change
 
-    def clear(self):
-        """Remove the current object's prompts and voxels (undoable)."""
-        return self._write(self._session().clear())
-
-    def propagate(self, progress=None):
-        """Propagate the current object along the session axis; a cancel keeps the slices done."""
-        return self._write(self._session().propagate(progress))
+    undo = partialmethod(_edit, "undo")  # the last prompt, propagation or clear
+    clear = partialmethod(_edit, "clear")  # the current object's prompts and voxels go (undoable)
+    propagate = partialmethod(_edit, "propagate")  # (progress=None) along the session axis; a cancel keeps what is done
 
     def nextSegment(self):
         """Start a new object; returns the id of its (new, empty) segment."""
-        return nodes.segmentFor(self.segmentationNode, self.segmentIds, self._session().next_object().label)
+        label = self._run(lambda: self._session().next_object()).label
+        return nodes.segmentFor(self.segmentationNode, self.segmentIds, label)
 
     def precompute(self, progress=None, sliceNode=None):
-        """Encode every slice along the axis ``sliceNode`` shows (default: the session axis); returns the count."""
-        return self._session().precompute(progress, nodes.sliceToRas(sliceNode))
+        """Encode every slice along the axis ``sliceNode`` shows (default: the session axis); returns the count.
+        A cancel raises the core's ``Cancelled``; slices already encoded stay cached."""
+        return self._session(sliceNode).precompute(progress)
 
     def saveEmbeddings(self, folder, progress=None, sliceNode=None):
         """Save every slice's embedding along that axis into ``folder``; returns the message."""
-        return self._session().save_embeddings(folder, progress, nodes.sliceToRas(sliceNode))
+        return self._session(sliceNode).save_embeddings(folder, progress)
 
     def loadEmbeddings(self, folder):
         """Use the embeddings in ``folder`` now and in later sessions (refused, naming what differs, when made for
         another volume, model or normalisation); returns the message."""
-        self._session()
-        return self.interaction.load_embeddings(folder)
+        return self._session().load_embeddings(folder)
 
-    def _write(self, edit):
-        """Write an ``Edit``'s region plan into the segments (a label gets a segment once it has voxels)."""
-        if edit.update is not None:
+    def _run(self, verb):
+        """``verb()`` -> the core ``Update``; then the point lists show the session's points (a refused point goes
+        too) and the changed box is written into the segments (a label gets a segment once it has voxels)."""
+        try:
+            update = verb()
+        finally:
+            if self.sessionKey is not None:
+                self.markups.show(self.volume, self.interaction.current_points)
+        bbox = regions.bbox_from_change(update.change, self.volume.shape_kji)
+        plan = None if bbox is None else regions.plan_region_update(self.interaction.labels, bbox, update.labels)
+        if plan is not None:
             segmentIds = {label: nodes.segmentFor(self.segmentationNode, self.segmentIds, label)
-                          for label, mask in edit.update.masks.items() if label in self.segmentIds or mask.any()}
-            nodes.writeRegion(self.volumeNode, self.segmentationNode, edit.update, segmentIds)
-        return edit.change
+                          for label, mask in plan.masks.items() if label in self.segmentIds or mask.any()}
+            nodes.writeRegion(self.volumeNode, self.segmentationNode, plan, segmentIds)
+        return update

@@ -189,8 +189,8 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         from pge_sam import default_model  # pge_sam_tiny when its adapter is installed, else sam_tiny
 
         logic.startSession(volume, segmentationNode, default_model(), "cpu")
-        np.testing.assert_allclose(logic.driver.session.spacing, volume.GetSpacing()[::-1], rtol=1e-9)  # (Z, Y, X)
-        shape = logic.driver.labels.shape
+        np.testing.assert_allclose(logic.interaction.session.spacing, volume.GetSpacing()[::-1], rtol=1e-9)  # (Z, Y, X)
+        shape = logic.interaction.labels.shape
         volumeGeometry = nodes.volumeGeometry(volume)
 
         def world(kji):

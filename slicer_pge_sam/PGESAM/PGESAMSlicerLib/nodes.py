@@ -1,7 +1,7 @@
 """MRML nodes <-> arrays for the PGESAM module (imports ``slicer`` and ``vtk``; no session, no verbs).
 
 What the logic reads from nodes (a volume's geometry, a slice view's matrix, an ROI's corners) and writes
-into them (the include/exclude point lists as the driver's ``MarkupStore``, a changed region into segments).
+into them (the include/exclude point lists, a changed region into segments).
 ``slicer.util.arrayFromVolume`` gives (K, J, I) == core (Z, Y, X); the pure maths is ``PGESAMLib.geometry``.
 """
 
@@ -31,6 +31,18 @@ def volumeGeometry(volumeNode):
     dims = volumeNode.GetImageData().GetDimensions()  # (I, J, K)
     return geometry.VolumeGeometry(slicer.util.arrayFromVTKMatrix(m), tuple(dims[::-1]),
                                    None if transformNode is None else slicer.util.arrayFromVTKMatrix(p))
+
+
+def fitSegmentation(segmentationNode, volumeNode):
+    """Put an empty segmentation under the volume's transform (refused when it has segments elsewhere) and make the
+    volume its reference geometry, so that regions are written voxel for voxel."""
+    if segmentationNode.GetTransformNodeID() != volumeNode.GetTransformNodeID():
+        if segmentationNode.GetSegmentation().GetNumberOfSegments():
+            raise ValueError("The segmentation and the volume are under different transforms. "
+                             "Put both under the same transform, or select an empty segmentation.")
+        segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    segmentationNode.CreateDefaultDisplayNodes()
 
 
 def sliceToRas(sliceNode):
@@ -94,8 +106,8 @@ def writeRegion(volumeNode, segmentationNode, plan, segmentIds):
 
 
 class PointLists:
-    """The parameter node's include/exclude point lists as the driver's ``MarkupStore`` (world RAS, mm);
-    ``parameterNode()`` returns the current one. ``syncing`` is true while the lists are rewritten: the
+    """The parameter node's include/exclude point lists (world RAS, mm); ``parameterNode()`` returns the current
+    one. ``syncing`` is true while the lists are rewritten: the
     widget ignores the markup events that fires."""
 
     def __init__(self, parameterNode):
@@ -116,6 +128,15 @@ class PointLists:
             node.GetNthControlPointPositionWorld(n, position)
             out.append(tuple(position))
         return out
+
+    def show(self, volume, points):
+        """Make the lists show the voxels ``points(include)`` ((k, j, i) tuples) of ``volume`` (a
+        ``geometry.VolumeGeometry``); a list is rewritten only when its voxels differ, so a point placed on a
+        prompt's voxel stays where it was put."""
+        for include in (True, False):
+            want, have = points(include), self.positions(include)
+            if sorted(map(tuple, volume.world_to_index(have, check=False).tolist()) if have else []) != want:
+                self.replace(include, [tuple(p) for p in volume.index_to_world(want)] if want else [])
 
     def replace(self, include, positions):
         node = self.node(include, create=bool(positions))
