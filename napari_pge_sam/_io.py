@@ -124,6 +124,12 @@ def _stem(path: Path) -> str:
     return name
 
 
+def suggested_labels_path(source: str) -> str:
+    """Where the save dialog starts: ``<stem>_labels.nii.gz`` beside the image read from ``source`` (a file of any
+    readable format, or a DICOM folder), else ``labels.nii.gz``."""
+    return str(Path(source).with_name(_stem(Path(source)) + "_labels.nii.gz")) if source else "labels.nii.gz"
+
+
 # -- geometry ---------------------------------------------------------------------------------------------------
 def geometry_of(image) -> dict:
     """A SimpleITK image's origin, spacing and direction (row-major) as plain lists, (x, y, z) order."""

@@ -1,13 +1,17 @@
-"""The widget's Qt controls (layout only; behaviour lives in :mod:`napari_pge_sam._widget`)."""
+"""The widget's Qt controls: their layout, and how they show what the widget tells them (no behaviour: that lives
+in :mod:`napari_pge_sam._widget`)."""
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSignalBlocker, Qt
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
     QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
+from pge_sam.normalize import DEFAULT_ARGS
+
+AXIS_NAMES = ("Z", "Y", "X")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 NORMALIZATIONS = ("percentile", "window")
 
@@ -28,7 +32,7 @@ def shortcuts_html() -> str:
 
 
 class Panel:
-    """Builds every control into ``parent`` and keeps references to them as attributes."""
+    """Builds every control into ``parent``, keeps references to them as attributes, and shows what it is told."""
 
     def __init__(self, parent: QWidget) -> None:
         root = QVBoxLayout(parent)
@@ -140,3 +144,47 @@ class Panel:
         klay.addWidget(self.shortcuts)
         root.addWidget(keys)
         root.addStretch(1)
+
+    # -- what the controls show ------------------------------------------------------------------------------------
+    def say(self, text: str, error: bool = False) -> None:
+        """Show ``text`` in the message line (in red when ``error``)."""
+        self.message.setStyleSheet("color: #ff6060;" if error else "")
+        self.message.setText(text)
+
+    def show_progress(self, kind: str, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, max(total, 1)))
+        self.progress.setFormat(f"{kind} %v/%m")
+
+    def show_images(self, layers: list, chosen) -> None:
+        """List the image ``layers`` in the picker (item data: the layer), ``chosen`` selected (else the first)."""
+        with QSignalBlocker(self.image):
+            self.image.clear()
+            for layer in layers:
+                self.image.addItem(layer.name, layer)
+            self.image.setCurrentIndex(layers.index(chosen) if chosen in layers else 0)
+
+    def show_axes(self, volume: bool) -> None:
+        """Offer the three slicing axes of a volume, or the one of a 2D image."""
+        self.axis.clear()
+        self.axis.addItems([f"{a} ({AXIS_NAMES[a]})" for a in range(3)] if volume else ["0 (2D image)"])
+        self.axis.setEnabled(volume)
+
+    def show_polarity(self, positive: bool) -> None:
+        self.polarity.setChecked(not positive)
+        self.polarity.setText(f"Clicks: {'positive' if positive else 'negative'}")
+
+    def normalization_text(self, mode: str | None = None) -> str:
+        """The normalisation the controls set, as ``mode:low,high``; a new ``mode`` first shows its default numbers."""
+        for spin, value in zip((self.norm_low, self.norm_high), DEFAULT_ARGS[mode] if mode else ()):
+            with QSignalBlocker(spin):
+                spin.setValue(value)
+        return f"{self.norm_mode.currentText()}:{self.norm_low.value()},{self.norm_high.value()}"
+
+    def show_normalization(self, normalization) -> None:
+        """Show ``normalization`` (a ``pge_sam.Normalization``) without signalling a change."""
+        low, high = normalization.args()
+        with QSignalBlocker(self.norm_mode), QSignalBlocker(self.norm_low), QSignalBlocker(self.norm_high):
+            self.norm_mode.setCurrentText(normalization.mode)
+            self.norm_low.setValue(low)
+            self.norm_high.setValue(high)

@@ -13,20 +13,18 @@ import time
 from functools import partialmethod
 
 import napari.viewer
-from qtpy.QtCore import QEvent, QSignalBlocker
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from pge_sam.errors import PgeSamError
 from pge_sam.interaction import Interaction, Update, describe_error
-from pge_sam.normalize import DEFAULT_ARGS
 
 from ._degrade_panel import DegradePanel
+from ._io import suggested_labels_path
 from ._layers import PromptLayers, current_index, image_array, slicing_axis, voxel_size
 from ._model_panel import ModelPanel
 from ._panel import Panel
 from ._workers import Jobs
-
-AXIS_NAMES = ("Z", "Y", "X")
 
 
 class PgeSamWidget(QWidget):
@@ -38,11 +36,11 @@ class PgeSamWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.controller = Interaction(model, sessions=sessions, prefetch=prefetch)
-        self.jobs = Jobs(self._on_progress, lambda: self.controller.generation)
         self.ui = ui = Panel(self)
-        self.models = ModelPanel(ui, self.jobs, self.controller, self._report, self.set_model, self._job_failed,
+        self.jobs = Jobs(self._on_progress, lambda: self.controller.generation)
+        self.models = ModelPanel(ui, self.jobs, self.controller, ui.say, self.set_model, self._job_failed,
                                  given=model if model is not None else sessions)
-        self.degrade = DegradePanel(ui, napari_viewer, self.jobs, ui.image.currentData, self._report)
+        self.degrade = DegradePanel(ui, napari_viewer, self.jobs, ui.image.currentData, ui.say)
         self.layers: PromptLayers | None = None
         self.image_layer = None
         self.positive, self.closed, self._parented, self._index = True, False, False, 0
@@ -72,13 +70,8 @@ class PgeSamWidget(QWidget):
 
     # -- image layer --------------------------------------------------------------------------------------------
     def _refresh_image_choices(self) -> None:
-        """List the Image layers in the picker (item data: the layer), the one being segmented chosen."""
         images = [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-        with QSignalBlocker(self.ui.image):
-            self.ui.image.clear()
-            for layer in images:
-                self.ui.image.addItem(layer.name, layer)
-            self.ui.image.setCurrentIndex(images.index(self.image_layer) if self.image_layer in images else 0)
+        self.ui.show_images(images, self.image_layer)
 
     def _layers_changed(self, event=None) -> None:
         self._refresh_image_choices()
@@ -90,7 +83,7 @@ class PgeSamWidget(QWidget):
         if self.layers is not None and (layer is self.image_layer or layer in self.layers.own):
             image = layer is self.image_layer
             self._detach()
-            self._report("the image layer was removed; choose another image" if image else
+            self.ui.say("the image layer was removed; choose another image" if image else
                          f"the layer {layer.name!r} was removed; choose the image again to continue", True)
         self._refresh_image_choices()
 
@@ -107,8 +100,8 @@ class PgeSamWidget(QWidget):
         """Segment ``layer`` from now on (``None``: none). The session restarts; earlier labels stay in their layer."""
         self._detach()
         if layer is None:
-            self._report("no image layer: open an image, or File > Open Sample > PGE-SAM", True)
-            return self._update_axis_choices()
+            self.ui.say("no image layer: open an image, or File > Open Sample > PGE-SAM", True)
+            return self.ui.show_axes(False)
         try:
             array = image_array(layer.data, multiscale=layer.multiscale, rgb=layer.rgb)
             self.image_layer = layer  # before our layers are added: their insertion events see it
@@ -116,33 +109,27 @@ class PgeSamWidget(QWidget):
             self.controller.set_image(array, self.layers.labels.data, voxel_size(layer))
         except PgeSamError as err:
             self._detach()
-            self._report(f"{layer.name}: {err}", True)
-            return self._update_axis_choices()
+            self.ui.say(f"{layer.name}: {err}", True)
+            return self.ui.show_axes(False)
         self.layers.connect(self._on_points_data, self._on_shapes_data, self._on_labels_data)
         keys = {"Control-Z": self.undo, "N": self.next_object}
         self.layers.bind_keys({**keys, "T": self.toggle_polarity, "Enter": self.accept}, keys)
         self._refresh_image_choices()
-        self._update_axis_choices()
+        self.ui.show_axes(self.controller.ndim == 3)
         self._view_changed()
-        self._report(f"segmenting {layer.name} {tuple(array.shape)}; click on it to add prompts")
+        self.ui.say(f"segmenting {layer.name} {tuple(array.shape)}; click on it to add prompts")
 
     def _on_labels_data(self, event=None) -> None:
         if self.layers.labels.data is self.controller.labels:
             return
         try:
             self.controller.set_labels(self.layers.labels.data)
-            self._report("the labels layer got new data: the session restarted with those labels")
+            self.ui.say("the labels layer got new data: the session restarted with those labels")
         except PgeSamError as err:
-            self._report(f"cannot use the new labels data ({err}); choose the image again", True)
+            self.ui.say(f"cannot use the new labels data ({err}); choose the image again", True)
         self._render()
 
     # -- slicing axis and current slice ----------------------------------------------------------------------------
-    def _update_axis_choices(self) -> None:
-        volume = self.controller.ndim == 3
-        self.ui.axis.clear()
-        self.ui.axis.addItems([f"{a} ({AXIS_NAMES[a]})" for a in range(3)] if volume else ["0 (2D image)"])
-        self.ui.axis.setEnabled(volume)
-
     def _axis_chosen(self, axis: int) -> None:
         """Roll the viewer so that data axis ``axis`` of the image is the sliced one (the session follows)."""
         if self.controller.ndim == 3:
@@ -175,7 +162,7 @@ class PgeSamWidget(QWidget):
                 self._submit("point", point, positive)
         elif action in ("removed", "changed"):
             self._render()
-            self._report("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead")
+            self.ui.say("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead")
 
     def _on_shapes_data(self, event) -> None:
         action = str(getattr(event, "action", ""))
@@ -183,7 +170,7 @@ class PgeSamWidget(QWidget):
             return self._render() if action in ("removed", "changed") else None
         if self.layers.shapes.shape_type[-1] != "rectangle":
             self._render()
-            return self._report("box prompts are rectangles: press R on the box layer and drag a rectangle", True)
+            return self.ui.say("box prompts are rectangles: press R on the box layer and drag a rectangle", True)
         vertices = self.layers.shape_to_image(self.layers.shapes.data[-1])
         self._submit("box", (vertices.min(axis=0), vertices.max(axis=0)), True)
 
@@ -191,7 +178,7 @@ class PgeSamWidget(QWidget):
         """Queue a click (refused during propagation and in a 3D view); it is applied once its slice is encoded."""
         if self.viewer.dims.ndisplay != 2:
             self._render()
-            return self._report("prompts need a 2D view: switch off 3D display (Ctrl+Y)", True)
+            return self.ui.say("prompts need a 2D view: switch off 3D display (Ctrl+Y)", True)
         if self._try("prompt", lambda: self.controller.submit(kind, coords, positive)) is not None:
             if not self.controller.has_model:
                 self.models.load()  # the click waits for the model
@@ -203,7 +190,7 @@ class PgeSamWidget(QWidget):
         while c.pending and c.has_model and not self.jobs.busy("encode", "model"):
             index = self._try(None, c.waiting_for)  # an error drops every waiting click: none is applied below
             if index is not None:
-                self._report(f"encoding slice {index} ...")
+                self.ui.say(f"encoding slice {index} ...")
                 axis = c.pending[0].axis
                 self.jobs.start("encode", lambda: c.encode(index, axis), lambda _: self._drain(), self._job_failed,
                                 on_stale=self._drain)  # stale: carry on with the current queue
@@ -220,7 +207,7 @@ class PgeSamWidget(QWidget):
             except PgeSamError as err:
                 problem = str(err)
         self._render()
-        self._report(problem, True)
+        self.ui.say(problem, True)
 
     def _show(self, result: Update | str | None, started: float | None = None):
         """Redraw after a verb (``result``: its update or message; ``None``: it failed) and say what it did.
@@ -231,7 +218,7 @@ class PgeSamWidget(QWidget):
                 self.last_latency, self.last_decode = time.perf_counter() - started, result.change.seconds
         if result is not None:
             self._render()
-            self._report(getattr(result, "message", result))
+            self.ui.say(getattr(result, "message", result))
         return result
 
     def _render(self) -> None:
@@ -244,10 +231,8 @@ class PgeSamWidget(QWidget):
     def toggle_polarity(self) -> None:
         """Switch plain clicks between positive and negative points."""
         self.positive = not self.positive
-        word = "positive" if self.positive else "negative"
-        self.ui.polarity.setChecked(not self.positive)
-        self.ui.polarity.setText(f"Clicks: {word}")
-        self._report(f"clicks add {word} points")
+        self.ui.show_polarity(self.positive)
+        self.ui.say(f"clicks add {'positive' if self.positive else 'negative'} points")
 
     def _edit(self, verb: str) -> None:
         """Run the controller's ``verb`` (an edit of the labels or the prompts) and redraw what it changed."""
@@ -263,7 +248,7 @@ class PgeSamWidget(QWidget):
         self._start("precompute", self.controller.precompute, self._precomputed, "encoding every slice")
 
     def _precomputed(self, n: int) -> None:
-        self._report(f"precompute done: {n} slices encoded (the others were cached)")
+        self.ui.say(f"precompute done: {n} slices encoded (the others were cached)")
         self._drain()
 
     def propagate(self) -> None:
@@ -282,7 +267,7 @@ class PgeSamWidget(QWidget):
             path = path or QFileDialog.getExistingDirectory(self, "Save embeddings into a new or empty folder")
             if path:
                 self._start("embeddings", lambda progress: self.controller.save_embeddings(path, progress),
-                            self._report, f"saving embeddings to {path}")
+                            self.ui.say, f"saving embeddings to {path}")
 
     def load_embeddings(self, path: str | None = None) -> bool:
         """Use saved embeddings from now on (checked against this image, model and normalisation); ``None`` asks."""
@@ -295,21 +280,20 @@ class PgeSamWidget(QWidget):
         """Run ``work(progress)`` in a worker with a progress bar, once the session exists."""
         if self._try(kind, self.controller.ensure_session) is not None:
             self.jobs.start(kind, work, on_done, self._job_failed, with_progress=True, description=f"pge-sam: {doing}")
-            self._report(f"{doing} in the background ...")
+            self.ui.say(f"{doing} in the background ...")
 
     def cancel(self) -> None:
         """Ask the running precompute, save, propagation or degradation preview to stop (what is done is kept)."""
         asked = self.jobs.cancel("precompute", "propagate", "embeddings", "degrade")
-        self._report("cancelling ..." if asked else "nothing to cancel")
+        self.ui.say("cancelling ..." if asked else "nothing to cancel")
 
     def save_labels(self, path: str | None = None) -> str | None:
         """Write the labels layer through the plugin's writer (the image's geometry, atomic and verified);
         ``path`` ``None`` asks with a file dialog. Returns the path written, or ``None``."""
         if self.layers is None:
-            return self._report("no labels yet: choose an image layer first", True)
+            return self.ui.say("no labels yet: choose an image layer first", True)
         if path is None:
-            source = str(self.layers.labels.metadata.get("pge_sam_source", ""))
-            start = source.rsplit(".nii", 1)[0] + "_labels.nii.gz" if source else "labels.nii.gz"
+            start = suggested_labels_path(str(self.layers.labels.metadata.get("pge_sam_source", "")))
             path, _ = QFileDialog.getSaveFileName(self, "Save labels", start,
                                                   "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha)")
         if not path:
@@ -317,10 +301,10 @@ class PgeSamWidget(QWidget):
         try:
             written = self.layers.labels.save(str(path), plugin="pge-sam")
         except (PgeSamError, OSError, ValueError) as err:
-            return self._report(f"labels not saved: {err}", True)
+            return self.ui.say(f"labels not saved: {err}", True)
         if not written:
-            return self._report(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha", True)
-        self._report(f"labels saved to {written[0]}")
+            return self.ui.say(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha", True)
+        self.ui.say(f"labels saved to {written[0]}")
         return written[0]
 
     def set_model(self, model) -> None:
@@ -331,37 +315,22 @@ class PgeSamWidget(QWidget):
 
     def _normalization_changed(self, mode: str | None = None) -> None:
         """New numbers, or a new ``mode`` whose default numbers are then shown: the session restarts with them."""
-        ui = self.ui
-        for spin, value in zip((ui.norm_low, ui.norm_high), DEFAULT_ARGS[mode] if mode else ()):
-            with QSignalBlocker(spin):
-                spin.setValue(value)
-        text = f"{ui.norm_mode.currentText()}:{ui.norm_low.value()},{ui.norm_high.value()}"
+        text = self.ui.normalization_text(mode)
         if self._show(self._try("normalize", lambda: self.controller.set_normalization(text))) is None:
-            norm, (low, high) = self.controller.normalization, self.controller.normalization.args()
-            with QSignalBlocker(ui.norm_mode), QSignalBlocker(ui.norm_low), QSignalBlocker(ui.norm_high):
-                ui.norm_mode.setCurrentText(norm.mode)  # refused: the panel shows what the session still uses
-                ui.norm_low.setValue(low)
-                ui.norm_high.setValue(high)
+            self.ui.show_normalization(self.controller.normalization)  # refused: show what the session still uses
 
     # -- feedback -------------------------------------------------------------------------------------------------
     def _on_progress(self, kind: str, done: int, total: int) -> None:
         self.last_progress = (kind, done, total)
-        self.ui.progress.setRange(0, max(total, 1))
-        self.ui.progress.setValue(min(done, max(total, 1)))
-        self.ui.progress.setFormat(f"{kind} %v/%m")
+        self.ui.show_progress(kind, done, total)
 
     def _job_failed(self, err: Exception) -> None:
         self.controller.pending.clear()
         self._render()
-        self._report(*describe_error(err))
+        self.ui.say(*describe_error(err))
 
     def _update_status(self) -> None:
         self.ui.status.setText(self.controller.status(self._index, self.last_latency))
-
-    def _report(self, text: str, error: bool = False) -> None:
-        """Show ``text`` in the message line (in red when ``error``)."""
-        self.ui.message.setStyleSheet("color: #ff6060;" if error else "")
-        self.ui.message.setText(text)
 
     @property
     def busy(self) -> bool:

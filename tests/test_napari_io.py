@@ -311,3 +311,21 @@ def test_widget_segments_an_opened_nifti_and_saves_labels_on_its_grid(make_napar
     assert_same_grid(back, sitk.ReadImage(str(scan)))
     assert (sitk.GetArrayFromImage(back)[4, 15:25, 15:30] == 1).all()
     assert widget.save_labels(str(tmp_path / "labels.png")) is None and "not saved" in widget.message_text
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("name", ["scan.nrrd", "scan.nii.gz", "scan.mha"])
+def test_the_save_dialog_starts_beside_the_scan_with_its_stem(make_napari_viewer, tmp_path, monkeypatch, name):
+    """The dialog used to suggest 'scan.nrrd_labels.nii.gz' for an NRRD scan: only '.nii' was cut off."""
+    from fakes import FakeSession
+
+    import napari_pge_sam._widget as widget_module
+
+    scan = write_image(tmp_path / name, np.zeros((4, 20, 24), np.float32))
+    viewer = make_napari_viewer()
+    viewer.open(str(scan), plugin="pge-sam")
+    widget = widget_module.PgeSamWidget(viewer, sessions=FakeSession.factory(), prefetch=0)
+    asked = []
+    monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName",
+                        lambda parent, title, start, filters: asked.append(start) or ("", ""))
+    assert widget.save_labels() is None and asked == [str(tmp_path / "scan_labels.nii.gz")]
