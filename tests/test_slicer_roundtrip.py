@@ -290,6 +290,15 @@ def click(logic, kji, include=True, view=AXIAL, nudge=(0.2, -0.3, 0.1)):
     return sf.place(logic, include, VG.index_to_world(kji)[0] + nudge, view)
 
 
+def include_and_exclude(logic_module, monkeypatch):
+    """A fake logic after an include click at the centre and an exclude click off-centre: (logic, segmentation
+    node, the labels, a copy of them)."""
+    logic, segmentation = fake_logic(logic_module, monkeypatch)
+    click(logic, CENTRE_KJI)
+    click(logic, EDGE_KJI, include=False)
+    return logic, segmentation, logic.interaction.labels, logic.interaction.labels.copy()
+
+
 def session_points(logic, include=True):
     return sorted(m.coords[0] for m in logic.interaction.session.prompts()
                   if m.kind == "point" and m.label == logic.interaction.label and m.positive == include)
@@ -322,11 +331,7 @@ def test_logic_maps_prompts_and_verbs_onto_session_calls(logic_module, monkeypat
 
 def test_propagate_then_undo_keeps_the_markups_of_the_prompts(logic_module, monkeypatch):
     """The widget used to pop a point of its own prompt stack on every undo: after Propagate, Undo deleted a point."""
-    logic, _ = fake_logic(logic_module, monkeypatch)
-    labels = logic.interaction.labels
-    click(logic, CENTRE_KJI)
-    click(logic, EDGE_KJI, include=False)
-    before = labels.copy()
+    logic, _, labels, before = include_and_exclude(logic_module, monkeypatch)
     change = logic.propagate(ProgressRelay())
     assert change.slices and labels[4, 24, 26] == logic.interaction.label
     logic.undo()  # undoes the propagation: its voxels, not a prompt
@@ -339,11 +344,7 @@ def test_propagate_then_undo_keeps_the_markups_of_the_prompts(logic_module, monk
 
 def test_clear_then_undo_brings_the_markups_back(logic_module, monkeypatch):
     """After Clear, Undo used to restore voxels and prompts but not the point lists."""
-    logic, segmentation = fake_logic(logic_module, monkeypatch)
-    labels = logic.interaction.labels
-    click(logic, CENTRE_KJI)
-    click(logic, EDGE_KJI, include=False)
-    before = labels.copy()
+    logic, segmentation, labels, before = include_and_exclude(logic_module, monkeypatch)
     logic.clear()
     assert sf.shown(logic, True) == sf.shown(logic, False) == [] and not labels.any()
     assert not segmentation.segment("PGE-SAM 1").any()
