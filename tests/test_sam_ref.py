@@ -107,6 +107,26 @@ def test_selector_keeps_the_global_result_when_the_error_area_shrinks():
     assert torch.equal(final, extras["global"][0])
 
 
+def test_inference_gates_the_correction_by_the_offset_error_map_and_training_does_not():
+    """At inference the error logits are lowered by ``gate_offset`` (tuned on the dev split): SAM's mask is replaced
+    only where the error map is surer; training sees the raw error map it learns."""
+    model = _perturbed(seeded_model("sam_ref_tiny"))
+    features = {k: v[None] for k, v in Predictor(model).features(_image()).items()}
+    prompts = PromptBatch(torch.tensor([[[170.0, 120.0]]]), torch.ones(1, 1, dtype=torch.long), None, None)
+    runs = {}
+    for training in (True, False):
+        model.ref.train(training)
+        with torch.no_grad():
+            runs[training] = model.decode_ref(features, prompts, False)[2]["global"]
+    (g_train, corr_train, err_train), (g_eval, corr_eval, err_eval) = runs[True], runs[False]
+    offset = RefSizes().gate_offset
+    assert offset > 0 and torch.equal(corr_train, corr_eval)
+    torch.testing.assert_close(err_eval, err_train - offset)
+    coarse = g_train - torch.sigmoid(err_train) * corr_train
+    torch.testing.assert_close(g_eval, coarse + torch.sigmoid(err_train - offset) * corr_train)
+    assert (g_eval - coarse).abs().sum() < (g_train - coarse).abs().sum()  # a smaller change of SAM's mask
+
+
 def test_changed_crop_surrounds_the_largest_changed_region():
     sizes = RefSizes()
     now = torch.full((256, 256), -1.0)

@@ -70,6 +70,7 @@ class RefSizes:
     local_side: int = 128  # the local refiner's working side
     min_crop: int = 24  # smallest crop side in the global frame (px)
     margin: float = 0.5  # the crop extends the changed region's box by this share on each side
+    gate_offset: float = 2.0  # at inference, error logits minus this: SAM's mask is replaced where E is surer
 
 
 def ref_sizes(spec: BackboneSpec) -> RefSizes:
@@ -114,12 +115,14 @@ class FusionRefiner(nn.Module):
         with torch.no_grad():  # correction 0; error map sigmoid(-4) = 0.02: a change must be flagged to happen
             self.out.bias.copy_(torch.tensor([0.0, ERROR_PRIOR]))
 
-    def forward(self, inputs: torch.Tensor, embedding: torch.Tensor, coarse: torch.Tensor):
+    def forward(self, inputs: torch.Tensor, embedding: torch.Tensor, coarse: torch.Tensor, offset: float = 0.0):
+        """``offset``: subtracted from the error logits before the gate (and in the error map returned)."""
         x = self.stem(inputs) + embedding
         for block in self.blocks:
             x = block(x) + embedding
         x = F.interpolate(self.mix(x), size=inputs.shape[-2:], mode="bilinear", align_corners=False)
         correction, error = self.out(F.gelu(x + self.full(inputs))).split(1, 1)
+        error = error - offset
         return coarse + torch.sigmoid(error) * correction, correction, error
 
 
@@ -278,7 +281,8 @@ def refine(ref: RefModules, spec: BackboneSpec, features: dict, prompts: PromptB
     sizes, q = ref.sizes, ref.sizes.local_side
     maps = prompt_maps(prompts, t, side, spec.img_size, radius=sizes.disk_radius)
     g_inputs = torch.cat([img_g, maps, torch.sigmoid(coarse), prev_prob], 1)
-    g_final, g_corr, g_err = ref.glob(g_inputs, emb_g, coarse)
+    offset = 0.0 if ref.training else sizes.gate_offset  # training learns E itself; inference gates surer
+    g_final, g_corr, g_err = ref.glob(g_inputs, emb_g, coarse, offset)
 
     # local refiner: per prompt set, on a crop around the region that changed most
     crops = [changed_crop(g_final[i, 0].detach(), None if prev is None else prev[i, 0], sizes) for i in range(t)]
@@ -304,7 +308,7 @@ def refine(ref: RefModules, spec: BackboneSpec, features: dict, prompts: PromptB
     l_coarse_t = torch.cat(l_coarse)
     l_inputs = torch.cat([torch.cat([a for a, _ in l_in]), l_maps, torch.sigmoid(l_coarse_t),
                           torch.cat([p for _, p in l_in])], 1)
-    l_final, l_corr, l_err = ref.local(l_inputs, torch.cat(l_emb), l_coarse_t)
+    l_final, l_corr, l_err = ref.local(l_inputs, torch.cat(l_emb), l_coarse_t, offset)
 
     # dynamic selector + paste: inside the crop the global result plus the local refiner's change
     # (resampled back; zero for an untrained refiner, so nothing is lost to resampling), outside it the
