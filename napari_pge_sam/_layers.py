@@ -134,20 +134,47 @@ class PromptLayers:
         return None
 
     # -- events ------------------------------------------------------------------------------------------
-    def connect(self, on_points: Callable, on_shapes: Callable, on_labels_data: Callable) -> None:
-        """Route edits of the prompt layers and replaced Labels data to the widget (our own edits are muted)."""
+    def connect(self, on_prompt: Callable, on_refused: Callable, on_labels_data: Callable) -> None:
+        """Turn the user's edits of our layers into calls (our own edits are muted): ``on_prompt(kind, coords,
+        negative)`` per added point (``negative``: the click held the modifier) or rectangle (``(low, high)``),
+        in image data coordinates; ``on_refused(message, error)`` for an edit that is not a prompt (the caller
+        redraws; ``message`` may be empty); ``on_labels_data(event)`` when the Labels layer gets new data."""
+        self._on_prompt, self._on_refused = on_prompt, on_refused
+
         def guard(handler):
             def run(event):
                 if not self._syncing:
                     handler(event)
             return run
 
-        for emitter, handler in ((self.points.events.data, on_points), (self.shapes.events.data, on_shapes),
+        for emitter, handler in ((self.points.events.data, self._points_edited),
+                                 (self.shapes.events.data, self._shapes_edited),
                                  (self.labels.events.data, on_labels_data)):
             wrapped = guard(handler)
             emitter.connect(wrapped)
             self._connections.append((emitter, wrapped))
         self.points.mouse_drag_callbacks.insert(0, self._on_press)
+
+    def _points_edited(self, event) -> None:
+        action = str(getattr(event, "action", ""))
+        if action == "added":
+            added = self.points.data[self.rendered_points:]  # napari reports index -1 for a click
+            negative, self.negative_click = self.negative_click, False
+            for point in self.points_to_image(added):
+                self._on_prompt("point", point, negative)
+        elif action in ("removed", "changed"):
+            self._on_refused("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead",
+                             False)
+
+    def _shapes_edited(self, event) -> None:
+        action = str(getattr(event, "action", ""))
+        if action == "added" and len(self.shapes.data) and self.shapes.shape_type[-1] != "rectangle":
+            self._on_refused("box prompts are rectangles: press R on the box layer and drag a rectangle", True)
+        elif action == "added" and len(self.shapes.data):
+            vertices = self.shape_to_image(self.shapes.data[-1])
+            self._on_prompt("box", (vertices.min(axis=0), vertices.max(axis=0)), False)
+        elif action in ("removed", "changed"):
+            self._on_refused("", False)
 
     def _on_press(self, layer, event) -> None:
         """Remember whether the click that is about to add a point held the negative modifier."""

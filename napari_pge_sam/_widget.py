@@ -111,7 +111,7 @@ class PgeSamWidget(QWidget):
             self._detach()
             self.ui.say(f"{layer.name}: {err}", True)
             return self.ui.show_axes(False)
-        self.layers.connect(self._on_points_data, self._on_shapes_data, self._on_labels_data)
+        self.layers.connect(self._submit, self._refused, self._on_labels_data)
         keys = {"Control-Z": self.undo, "N": self.next_object}
         self.layers.bind_keys({**keys, "T": self.toggle_polarity, "Enter": self.accept}, keys)
         self._refresh_image_choices()
@@ -152,37 +152,22 @@ class PgeSamWidget(QWidget):
         self._update_status()
 
     # -- prompts -------------------------------------------------------------------------------------------------
-    def _on_points_data(self, event) -> None:
-        action = str(getattr(event, "action", ""))
-        if action == "added":
-            added = self.layers.points.data[self.layers.rendered_points:]  # napari reports index -1 for a click
-            positive = self.positive and not self.layers.negative_click
-            self.layers.negative_click = False
-            for point in self.layers.points_to_image(added):
-                self._submit("point", point, positive)
-        elif action in ("removed", "changed"):
-            self._render()
-            self.ui.say("prompts are removed with Ctrl+Z (undo) and cannot be moved; add a new click instead")
-
-    def _on_shapes_data(self, event) -> None:
-        action = str(getattr(event, "action", ""))
-        if action != "added" or not len(self.layers.shapes.data):
-            return self._render() if action in ("removed", "changed") else None
-        if self.layers.shapes.shape_type[-1] != "rectangle":
-            self._render()
-            return self.ui.say("box prompts are rectangles: press R on the box layer and drag a rectangle", True)
-        vertices = self.layers.shape_to_image(self.layers.shapes.data[-1])
-        self._submit("box", (vertices.min(axis=0), vertices.max(axis=0)), True)
-
-    def _submit(self, kind: str, coords, positive: bool) -> None:
-        """Queue a click (refused during propagation and in a 3D view); it is applied once its slice is encoded."""
+    def _submit(self, kind: str, coords, negative: bool) -> None:
+        """Queue a prompt (refused during propagation and in a 3D view); it is applied once its slice is encoded.
+        A point is negative when the widget's polarity or the click (``negative``) says so."""
         if self.viewer.dims.ndisplay != 2:
-            self._render()
-            return self.ui.say("prompts need a 2D view: switch off 3D display (Ctrl+Y)", True)
+            return self._refused("prompts need a 2D view: switch off 3D display (Ctrl+Y)", True)
+        positive = kind == "box" or (self.positive and not negative)
         if self._try("prompt", lambda: self.controller.submit(kind, coords, positive)) is not None:
             if not self.controller.has_model:
                 self.models.load()  # the click waits for the model
             self._drain()
+
+    def _refused(self, message: str, error: bool) -> None:
+        """An edit of the prompt layers that is not a prompt: show the session's prompts again, and why."""
+        self._render()
+        if message:
+            self.ui.say(message, error)
 
     def _drain(self) -> None:
         """Apply the waiting clicks in order; one on a slice not encoded yet waits for an encode job."""

@@ -70,6 +70,15 @@ def test_clicks_in_3d_view_and_deleting_prompts_are_refused(make_napari_viewer, 
     np.testing.assert_array_equal(widget.layers.labels.data, before)
 
 
+def test_a_polygon_on_the_box_layer_is_refused_and_taken_away(make_napari_viewer, qtbot):
+    widget = clicked_widget(make_napari_viewer(), qtbot)
+    before, shapes = widget.layers.labels.data.copy(), widget.layers.shapes
+    shapes.add_polygons([np.array([[6.0, 20.0, 20.0], [6.0, 30.0, 22.0], [6.0, 26.0, 34.0]])])
+    assert "rectangles" in widget.message_text
+    assert len(shapes.data) == 0 and len(widget.controller.prompts()) == 1  # the click stays, no box was taken
+    np.testing.assert_array_equal(widget.layers.labels.data, before)
+
+
 @pytest.mark.parametrize("fill, match", [(np.nan, "NaN"), (None, "constant")])
 def test_nan_or_constant_images_give_a_message(make_napari_viewer, qtbot, fill, match):
     viewer = make_napari_viewer()
