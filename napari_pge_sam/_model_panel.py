@@ -131,14 +131,16 @@ class ModelPanel:
                         keep=True)
 
     def download(self) -> None:
-        """Download the chosen official checkpoint into the cache folder (explicit request; sha256 checked)."""
+        """Download the chosen official checkpoint into the cache folder (explicit request; sha256 checked; progress
+        in MiB; Cancel keeps nothing)."""
         choice, cache = self.current(), self.cache_dir
         if choice is None or not choice.downloadable:
             return self.report("only official SAM checkpoints can be downloaded; tiny weights ship with pge-sam", True)
         if not self.jobs.busy("download"):
-            self.report(f"downloading the {choice.backbone} checkpoint ...", False)
-            self.jobs.start("download", lambda: download_official(choice.backbone, cache), self._downloaded,
-                            self.failed, keep=True)
+            self.report(f"downloading the {choice.backbone} checkpoint (Cancel stops it) ...", False)
+            self.jobs.start("download", lambda progress: download_official(choice.backbone, cache, progress),
+                            self._downloaded, self.failed, keep=True, with_progress=True,
+                            description=f"pge-sam: downloading {choice.backbone} (MiB)")
 
     def _downloaded(self, path) -> None:
         self.refresh_choices()

@@ -268,8 +268,9 @@ class PgeSamWidget(QWidget):
             self.ui.say(f"{doing} in the background ...")
 
     def cancel(self) -> None:
-        """Ask the running precompute, save, propagation or degradation preview to stop (what is done is kept)."""
-        asked = self.jobs.cancel("precompute", "propagate", "embeddings", "degrade")
+        """Ask the running precompute, save, propagation, degradation preview or download to stop (what is done is
+        kept; a download keeps nothing)."""
+        asked = self.jobs.cancel("precompute", "propagate", "embeddings", "degrade", "download")
         self.ui.say("cancelling ..." if asked else "nothing to cancel")
 
     def save_labels(self, path: str | None = None) -> str | None:

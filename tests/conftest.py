@@ -8,6 +8,9 @@ work on a copy (``fresh_model``), never on the shared instances.
 from __future__ import annotations
 
 import copy
+import http.server
+import threading
+from functools import partial
 
 import numpy as np
 import pytest
@@ -82,3 +85,43 @@ def volume() -> np.ndarray:
     vol = make_volume()
     vol.setflags(write=False)
     return vol
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def local_server(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"`` (no proxy in between); yields its base URL."""
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    root = tmp_path / "served"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def served_vit_b(local_server, monkeypatch):
+    """A 3 MiB stand-in for the official vit_b checkpoint on ``local_server`` (``weights.OFFICIAL`` points to it,
+    with its sha256); yields its bytes."""
+    import hashlib
+
+    from pge_sam.models import weights as W
+
+    root, url = local_server
+    payload = np.random.default_rng(0).bytes(3 * W.MIB + 12345)
+    (root / "ck.pth").write_bytes(payload)
+    monkeypatch.setitem(W.OFFICIAL, "vit_b", W.OfficialCheckpoint(
+        "vit_b", "sam_vit_b_01ec64.pth", f"{url}/ck.pth", hashlib.sha256(payload).hexdigest(), 4))
+    yield payload

@@ -90,6 +90,20 @@ def test_nan_or_constant_images_give_a_message(make_napari_viewer, qtbot, fill, 
     assert not widget.layers.labels.data.any() and len(widget.layers.points.data) == 0
 
 
+def test_download_fetches_the_missing_checkpoint_with_progress(make_napari_viewer, qtbot, monkeypatch, tmp_path,
+                                                                served_vit_b):
+    monkeypatch.setenv("PGE_SAM_CACHE_DIR", str(tmp_path / "cache"))
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume())
+    widget = PgeSamWidget(viewer, prefetch=0)
+    widget.ui.model.setCurrentIndex(widget.ui.model.findData("sam_vit_b"))
+    widget.ui.download.click()
+    wait_idle(qtbot, widget)
+    assert (tmp_path / "cache" / "sam_vit_b_01ec64.pth").read_bytes() == served_vit_b
+    assert widget.last_progress == ("download", 4, 4) and "sha256 verified" in widget.message_text
+    assert widget.ui.model.currentText() == "sam_vit_b" and not widget.ui.download.isEnabled()
+
+
 def test_missing_weights_are_a_message_and_keep_the_labels(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("PGE_SAM_CACHE_DIR", str(tmp_path))  # an empty cache folder: no official checkpoint
     viewer = make_napari_viewer()

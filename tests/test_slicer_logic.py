@@ -254,3 +254,29 @@ def test_a_point_off_every_slice_view_is_refused_and_removed(load, monkeypatch):
     assert message == "Could not use this point." and "slice view, not in 3D" in str(err)
     assert node.GetNumberOfControlPoints() == 1  # the refused point left its list
     assert p.segmentation.segment("PGE-SAM 1")[CENTRE_KJI] == 1
+
+
+def test_download_weights_fetches_the_chosen_vit_checkpoint_with_progress_and_cancel(load, monkeypatch, tmp_path,
+                                                                                      served_vit_b):
+    widget, p = module_widget(load, monkeypatch)
+    widget.logic.cacheDir = str(tmp_path / "cache")
+    assert widget.logic.weightsStatus("pge_sam_tiny") == (None, False)  # shipped: nothing to fetch
+    p.modelName = "sam_vit_b"
+    widget._onParameterNodeModified()
+    assert widget.ui.downloadWeightsButton.enabled and "Download weights" in widget.ui.statusLabel.text
+
+    shown = widget._onProgress
+    monkeypatch.setattr(widget, "_onProgress", lambda done, total: (shown(done, total), done and widget.onCancel()))
+    widget.onDownloadWeights()  # Cancel pressed after the first MiB
+    assert widget.ui.statusLabel.text == "Cancelled." and not (tmp_path / "cache" / "sam_vit_b_01ec64.pth").exists()
+    assert widget.ui.downloadWeightsButton.enabled
+
+    monkeypatch.setattr(widget, "_onProgress", shown)
+    widget.onDownloadWeights()
+    assert (tmp_path / "cache" / "sam_vit_b_01ec64.pth").read_bytes() == served_vit_b
+    assert widget.ui.progressBar.maximum == 4
+    assert widget.ui.statusLabel.text == "Downloaded sam_vit_b_01ec64.pth (sha256 verified). sam_vit_b is ready."
+    assert not widget.ui.downloadWeightsButton.enabled
+    p.modelName = "pge_sam_vit_b"  # the checkpoint is there; its PGE adapter is not something to download
+    widget._onParameterNodeModified()
+    assert not widget.ui.downloadWeightsButton.enabled and "PGE adapter" in widget.ui.statusLabel.text

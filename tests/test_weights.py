@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
-from functools import partial
 
 import numpy as np
 import pytest
@@ -162,35 +159,11 @@ def test_verify_sha256(tmp_path):
         W.load_sam_checkpoint(None, path, "vit_b", expected_sha256="f" * 64)
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def local_server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``; yields its base URL."""
-    root = tmp_path / "served"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def test_fetch_official_checks_the_sha256(local_server, tmp_path, monkeypatch):
     root, url = local_server
     payload = b"not really a checkpoint " * 4000
     (root / "ck.pth").write_bytes(payload)
     right = hashlib.sha256(payload).hexdigest()
-    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
     def official(sha):
         return {"vit_b": W.OfficialCheckpoint("vit_b", "sam_vit_b_01ec64.pth", f"{url}/ck.pth", sha, 1)}
@@ -210,3 +183,18 @@ def test_fetch_official_checks_the_sha256(local_server, tmp_path, monkeypatch):
     monkeypatch.setattr(W, "OFFICIAL", {"vit_b": W.OfficialCheckpoint("vit_b", "x.pth", f"{url}/absent.pth", right, 1)})
     with pytest.raises(MissingWeightsError, match="could not download"):
         W.fetch_official("vit_b", tmp_path / "absent", progress=False)
+
+
+def test_a_download_reports_mib_to_a_progress_object_and_a_cancel_keeps_nothing(served_vit_b, tmp_path):
+    from pge_sam.errors import Cancelled
+    from pge_sam.model_files import download_official
+    from pge_sam.progress import RecordingProgress
+
+    stopped = RecordingProgress(cancel_after=1)
+    with pytest.raises(Cancelled, match="cancelled"):
+        download_official("vit_b", tmp_path / "cancel", stopped)
+    assert stopped.total == 4 and list((tmp_path / "cancel").iterdir()) == []  # no partial or temporary file
+
+    progress = RecordingProgress()
+    got = download_official("vit_b", tmp_path / "done", progress)
+    assert got.read_bytes() == served_vit_b and (progress.total, progress.done) == (4, 4)

@@ -65,7 +65,7 @@ class ModelFiles:
                 return (f"RobustSAM weights {path} not found. Download {path.name} from "
                         f"{RW.OFFICIAL_URL.format(path.name)} (the release publishes no checksum) into the cache "
                         f"folder {cache}, or train RobustSAM modules with `pge-sam train robust --backbone {b}`")
-            return (f"{path.name} is not in the cache folder {cache}. Download it (napari: 'Download'; command line: "
+            return (f"{path.name} is not in the cache folder {cache}. Download it ('Download' in napari, 'Download weights' in Slicer; command line: "
                     f"`pge-sam weights fetch {b} --dir {cache}`), or choose a checkpoint file")
         if self.adapter is not None and not self.adapter.is_file():
             what, command = {"pge_sam": ("PGE adapter", "pge"), "sam_ref": ("SAM-REF refiners", "ref")}.get(
@@ -127,11 +127,12 @@ def default_choice(files: list[ModelFiles]) -> ModelFiles:
     return by_name.get(TINY_PREFERENCE[0], files[0])
 
 
-def download_official(backbone: str, cache_dir: str | Path | None = None) -> Path:
-    """Download and sha256-check the official SAM ``backbone`` checkpoint into the cache folder (asked for only)."""
+def download_official(backbone: str, cache_dir: str | Path | None = None, progress=None) -> Path:
+    """Download and sha256-check the official SAM ``backbone`` checkpoint into the cache folder (asked for only).
+    ``progress``: a pge_sam progress object (MiB; cancelling it stops the download and keeps nothing)."""
     from .models import weights as W
 
-    return W.fetch_official(backbone, resolve_cache_dir(cache_dir), progress=False)
+    return W.fetch_official(backbone, resolve_cache_dir(cache_dir), progress=False if progress is None else progress)
 
 
 def build_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None, adapter: str | Path | None = None,

@@ -92,6 +92,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        self.ui.downloadWeightsButton.connect("clicked(bool)", self.onDownloadWeights)
         self.ui.precomputeButton.connect("clicked(bool)", self.onPrecompute)
         self.ui.propagateButton.connect("clicked(bool)", self.onPropagate)
         self.ui.nextSegmentButton.connect("clicked(bool)", self.onNextSegment)
@@ -163,6 +164,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.undoButton, self.ui.clearButton, self.ui.saveEmbeddingsButton,
                        self.ui.loadEmbeddingsButton):
             button.enabled = ready and self._progress is None
+        self.ui.downloadWeightsButton.enabled = self._progress is None and self._weightsStatus()[1]
         self._updateStatus()
 
     def _observe(self, node, eventId, method):
@@ -174,6 +176,14 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ids = tuple(n.GetID() if n else None for n in (p.inputVolume, p.segmentation))
         return ids + (p.modelName, p.device)
 
+    def _weightsStatus(self):
+        """The logic's answer for the chosen model; ``(None, False)`` while dependencies are missing."""
+        if self._missing is None:
+            self._missing = deps.missing_requirements()
+        if self._missing or self._parameterNode is None:
+            return None, False
+        return self.logic.weightsStatus(self._parameterNode.modelName)
+
     def _updateStatus(self, message=None):
         p = self._parameterNode
         if self._missing is None:
@@ -184,6 +194,8 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if missing:
                 message = _("Dependencies missing ({names}): click 'Install dependencies'.").format(
                     names=", ".join(r.distribution for r in missing))
+            elif problem := self._weightsStatus()[0]:
+                message = problem
             elif p is None or not (p.inputVolume and p.segmentation):
                 message = _("Select an input volume and a segmentation.")
             else:
@@ -334,6 +346,12 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._ensureSession()
                 self._updateStatus(self.logic.loadEmbeddings(folder))
 
+    def onDownloadWeights(self):
+        """Download the chosen model's official SAM checkpoint (progress bar in MiB; Cancel keeps nothing)."""
+        name = self._parameterNode.modelName
+        self._runLong(lambda progress: self.logic.downloadWeights(name, progress), _("Download failed."),
+                      session=False)
+
     def onPropagate(self):
         self._runLong(self.logic.propagate, _("Propagation failed."))
 
@@ -341,12 +359,14 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._progress is not None:
             self._progress.cancel()
 
-    def _runLong(self, action, failureMessage):
-        """Run a long core call on the main thread; the relay repaints the bar and sees Cancel."""
+    def _runLong(self, action, failureMessage, session=True):
+        """Run a long core call on the main thread (``session``: in the session, started first); the relay
+        repaints the bar and sees Cancel."""
         if self._busy():
             return
         try:
-            self._ensureSession()
+            if session:
+                self._ensureSession()
         except Exception as exc:
             slicer.util.errorDisplay(f"{failureMessage}\n\n{exc}")
             return

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ChecksumError, InputError, MissingWeightsError, WeightsError
+from ..errors import Cancelled, ChecksumError, InputError, MissingWeightsError, WeightsError
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 FORMAT_VERSION = 1
@@ -65,8 +65,47 @@ def official_path(backbone: str, directory: Path | None = None) -> Path:
     return Path(directory or cache_dir()) / OFFICIAL[backbone].filename
 
 
-def fetch_official(backbone: str, directory: Path | None = None, progress: bool = True) -> Path:
-    """Download (once) and verify the official checkpoint; returns its path. Explicit user request only."""
+MIB = 1 << 20
+
+
+class PoochBar:
+    """pooch's progress-bar protocol (``total``, ``update``, ``reset``, ``close``) over a pge_sam progress
+    (``start``/``update``/``cancelled``) counting MiB. A cancelled progress stops the download with
+    :class:`~pge_sam.errors.Cancelled`; pooch then deletes its partial temporary file."""
+
+    def __init__(self, progress) -> None:
+        self.progress, self.n, self.shown, self._total = progress, 0, 0, 0
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value) -> None:
+        self._total = int(value or 0)
+        self.progress.start(-(-self._total // MIB))
+
+    def update(self, n: int) -> None:
+        self.n += int(n)
+        mib = min(self.n, self._total or self.n) // MIB
+        if mib > self.shown:
+            self.progress.update(mib - self.shown)
+            self.shown = mib
+        if self.progress.cancelled():
+            raise Cancelled("download cancelled; nothing was kept")
+
+    def reset(self) -> None:
+        self.n = 0
+
+    def close(self) -> None:
+        if self._total and self.shown * MIB < self._total:
+            self.progress.update(1)  # the last partial MiB
+            self.shown += 1
+
+
+def fetch_official(backbone: str, directory: Path | None = None, progress=True) -> Path:
+    """Download (once) and verify the official checkpoint; returns its path. Explicit user request only.
+    ``progress``: ``True`` (a tqdm bar), ``False``, or a pge_sam progress object (MiB; cancellable)."""
     import pooch
 
     ck = OFFICIAL.get(backbone)
@@ -74,8 +113,11 @@ def fetch_official(backbone: str, directory: Path | None = None, progress: bool 
         raise InputError(f"no official SAM checkpoint for backbone {backbone!r}; choose one of {sorted(OFFICIAL)}")
     target = Path(directory or cache_dir())
     target.mkdir(parents=True, exist_ok=True)
+    bar = progress if isinstance(progress, bool) else PoochBar(progress)
     try:
-        path = pooch.retrieve(ck.url, known_hash=f"sha256:{ck.sha256}", fname=ck.filename, path=target, progressbar=progress)
+        path = pooch.retrieve(ck.url, known_hash=f"sha256:{ck.sha256}", fname=ck.filename, path=target, progressbar=bar)
+    except Cancelled:
+        raise
     except ValueError as err:  # pooch reports a hash mismatch as ValueError
         raise ChecksumError(
             f"{ck.filename} downloaded from {ck.url} does not have the expected sha256 {ck.sha256}: {err}. "

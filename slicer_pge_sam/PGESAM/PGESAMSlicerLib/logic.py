@@ -77,6 +77,28 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
             return f"The embeddings in {store} were made for another volume, model or normalisation: not used."
         return None
 
+    def weightsStatus(self, modelName):
+        """(what ``modelName`` still needs on disk, or ``None``; whether 'Download weights' fetches its checkpoint).
+        Tiny models ship with pge-sam: answered without importing it."""
+        if modelName.endswith("_tiny"):
+            return None, False
+        from pge_sam.model_files import model_files
+
+        files = model_files(modelName, self.cacheDir)
+        return files.missing(), files.downloadable and not files.checkpoint.is_file()
+
+    def downloadWeights(self, modelName, progress=None):
+        """Download (sha256 checked) the official SAM checkpoint ``modelName`` needs into the cache folder; returns
+        what is then still missing, or that the model is ready. ``progress``: MiB, cancellable (nothing kept)."""
+        from pge_sam.model_files import download_official, model_files
+
+        files = model_files(modelName, self.cacheDir)
+        if not files.downloadable:
+            raise ValueError(files.missing() or f"{modelName} needs no download.")
+        path = download_official(files.backbone, self.cacheDir, progress)
+        still = model_files(modelName, self.cacheDir).missing()
+        return f"Downloaded {path.name} (sha256 verified). " + (still or f"{modelName} is ready.")
+
     def endSession(self):
         """Drop the session, its prefetches and the voxels (models and loaded embeddings stay)."""
         if self.interaction is not None:
