@@ -10,6 +10,7 @@ parent and an enabled flag. Dialogs raise, so a test notices one. :func:`load` i
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import sys
@@ -378,6 +379,7 @@ def fake_modules() -> dict[str, types.ModuleType]:
     qt = types.ModuleType("qt")
     qt.QShortcut, qt.QKeySequence = Shortcut, str
     qt.QFileDialog = types.SimpleNamespace(getExistingDirectory=_dialog)
+    qt.QSettings = functools.partial(Settings, {})  # one store per set of stand-ins, like one Slicer profile
     vtk = types.ModuleType("vtk")
     vtk.vtkMatrix4x4, vtk.VTK_UNSIGNED_CHAR = Matrix4x4, 3
     vtk.vtkCommand = types.SimpleNamespace(ModifiedEvent=33)
@@ -386,6 +388,19 @@ def fake_modules() -> dict[str, types.ModuleType]:
     vtk.util = vtk_util
     return {"slicer": slicer, "slicer.util": util, "slicer.parameterNodeWrapper": pnw,
             "slicer.ScriptedLoadableModule": slm, "slicer.i18n": i18n, "qt": qt, "vtk": vtk, "vtk.util": vtk_util}
+
+
+class Settings:
+    """``qt.QSettings``: ``value(key, default)`` / ``setValue(key, value)`` over a store shared by its instances."""
+
+    def __init__(self, store: dict) -> None:
+        self.store = store
+
+    def value(self, key, default=None):
+        return self.store.get(key, default)
+
+    def setValue(self, key, value) -> None:
+        self.store[key] = value
 
 
 def unload() -> None:

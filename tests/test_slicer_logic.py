@@ -280,3 +280,22 @@ def test_download_weights_fetches_the_chosen_vit_checkpoint_with_progress_and_ca
     p.modelName = "pge_sam_vit_b"  # the checkpoint is there; its PGE adapter is not something to download
     widget._onParameterNodeModified()
     assert not widget.ui.downloadWeightsButton.enabled and "PGE adapter" in widget.ui.statusLabel.text
+
+
+def test_the_weights_folder_is_a_slicer_setting_used_for_lookup_and_download(load, monkeypatch, tmp_path):
+    widget, p = module_widget(load, monkeypatch)
+    assert widget.logic.cacheDir is None  # nothing set: $PGE_SAM_CACHE_DIR or the OS cache folder
+    p.modelName = "sam_vit_b"
+    folder = tmp_path / "shared weights"
+    widget.onCacheDirChanged(f" {folder} ")
+    assert widget.logic.cacheDir == str(folder) and str(folder) in widget.ui.statusLabel.text
+    (folder / "sam_vit_b_01ec64.pth").parent.mkdir()
+    (folder / "sam_vit_b_01ec64.pth").write_bytes(b"weights")
+    widget._onParameterNodeModified()
+    assert not widget.ui.downloadWeightsButton.enabled and "Ready" in widget.ui.statusLabel.text
+
+    again = type(widget)(mock_parent())  # the panel set up again (next Slicer start): the setting is read back
+    again.setup()
+    assert again.logic.cacheDir == str(folder) and again.ui.cacheDirPathLineEdit.currentPath == str(folder)
+    again.onCacheDirChanged("")
+    assert again.logic.cacheDir is None

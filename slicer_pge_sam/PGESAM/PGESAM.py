@@ -34,6 +34,8 @@ from PGESAMLib.progress import ProgressRelay
 from PGESAMSlicerLib.logic import PGESAMLogic, PGESAMParameterNode  # noqa: F401
 from PGESAMSlicerLib.moduleTest import PGESAMTest  # noqa: F401  (Slicer looks up <Module>Test in this module)
 
+CACHE_DIR_SETTING = "PGESAM/cacheDir"  # Slicer setting: the weights folder of the ViT models ("" = the default)
+
 
 class PGESAM(ScriptedLoadableModule):
     """Module description shown in Slicer's module list and help panel."""
@@ -93,6 +95,9 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.downloadWeightsButton.connect("clicked(bool)", self.onDownloadWeights)
+        self.logic.cacheDir = str(qt.QSettings().value(CACHE_DIR_SETTING, "") or "") or None
+        self.ui.cacheDirPathLineEdit.currentPath = self.logic.cacheDir or ""
+        self.ui.cacheDirPathLineEdit.connect("currentPathChanged(QString)", self.onCacheDirChanged)
         self.ui.precomputeButton.connect("clicked(bool)", self.onPrecompute)
         self.ui.propagateButton.connect("clicked(bool)", self.onPropagate)
         self.ui.nextSegmentButton.connect("clicked(bool)", self.onNextSegment)
@@ -345,6 +350,17 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Could not load the embeddings."), waitCursor=True):
                 self._ensureSession()
                 self._updateStatus(self.logic.loadEmbeddings(folder))
+
+    def onCacheDirChanged(self, path):
+        """Look ViT weights up (and download them) in ``path`` from now on ("": the default); kept in the settings."""
+        path = str(path or "").strip()
+        if (path or None) == self.logic.cacheDir:
+            return
+        qt.QSettings().setValue(CACHE_DIR_SETTING, path)
+        self.logic.cacheDir = path or None
+        if self._parameterNode is not None and not self._parameterNode.modelName.endswith("_tiny"):
+            self.logic.endSession()  # the next prompt builds the ViT model from this folder (tiny ones ship)
+        self._onParameterNodeModified()
 
     def onDownloadWeights(self):
         """Download the chosen model's official SAM checkpoint (progress bar in MiB; Cancel keeps nothing)."""
