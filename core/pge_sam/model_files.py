@@ -65,8 +65,9 @@ class ModelFiles:
                 return (f"RobustSAM weights {path} not found. Download {path.name} from "
                         f"{RW.OFFICIAL_URL.format(path.name)} (the release publishes no checksum) into the cache "
                         f"folder {cache}, or train RobustSAM modules with `pge-sam train robust --backbone {b}`")
-            return (f"{path.name} is not in the cache folder {cache}. Download it ('Download' in napari, 'Download weights' in Slicer; command line: "
-                    f"`pge-sam weights fetch {b} --dir {cache}`), or choose a checkpoint file")
+            return (f"{path.name} is not in the cache folder {cache}. Download it ('Download' in napari, "
+                    f"'Download weights' in Slicer; command line: `pge-sam weights fetch {b} --dir {cache}`), "
+                    "or choose a checkpoint file")
         if self.adapter is not None and not self.adapter.is_file():
             what, command = {"pge_sam": ("PGE adapter", "pge"), "sam_ref": ("SAM-REF refiners", "ref")}.get(
                 self.variant, ("RobustSAM modules", "robust"))
