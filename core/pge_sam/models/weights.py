@@ -88,11 +88,11 @@ class PoochBar:
     def update(self, n: int) -> None:
         self.n += int(n)
         mib = min(self.n, self._total or self.n) // MIB
-        if mib > self.shown:
+        if mib > self.shown:  # once per MiB: a GUI's cancelled() may process its events
             self.progress.update(mib - self.shown)
             self.shown = mib
-        if self.progress.cancelled():
-            raise Cancelled("download cancelled; nothing was kept")
+            if self.progress.cancelled():
+                raise Cancelled("download cancelled; nothing was kept")
 
     def reset(self) -> None:
         self.n = 0
@@ -114,8 +114,10 @@ def fetch_official(backbone: str, directory: Path | None = None, progress=True) 
     target = Path(directory or cache_dir())
     target.mkdir(parents=True, exist_ok=True)
     bar = progress if isinstance(progress, bool) else PoochBar(progress)
+    download = pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16)  # pooch's default chunk is 1 KiB
     try:
-        path = pooch.retrieve(ck.url, known_hash=f"sha256:{ck.sha256}", fname=ck.filename, path=target, progressbar=bar)
+        path = pooch.retrieve(ck.url, known_hash=f"sha256:{ck.sha256}", fname=ck.filename, path=target,
+                              downloader=download)
     except Cancelled:
         raise
     except ValueError as err:  # pooch reports a hash mismatch as ValueError
