@@ -352,15 +352,14 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._updateStatus(self.logic.loadEmbeddings(folder))
 
     def onCacheDirChanged(self, path):
-        """Look ViT weights up (and download them) in ``path`` from now on ("": the default); kept in the settings."""
+        """Look ViT weights up (and download them) in ``path`` from now on ("": the default); kept in the settings.
+        A model already built keeps its weights (ctkPathLineEdit signals every valid path typed on the way)."""
         path = str(path or "").strip()
         if (path or None) == self.logic.cacheDir:
             return
         qt.QSettings().setValue(CACHE_DIR_SETTING, path)
         self.logic.cacheDir = path or None
-        if self._parameterNode is not None and not self._parameterNode.modelName.endswith("_tiny"):
-            self.logic.endSession()  # the next prompt builds the ViT model from this folder (tiny ones ship)
-        self._onParameterNodeModified()
+        self._onParameterNodeModified()  # the download button and the status follow the folder
 
     def onDownloadWeights(self):
         """Download the chosen model's official SAM checkpoint (progress bar in MiB; Cancel keeps nothing)."""
