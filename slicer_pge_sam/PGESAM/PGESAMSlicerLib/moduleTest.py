@@ -34,7 +34,8 @@ class PGESAMTest(ScriptedLoadableModuleTest):
     def runTest(self):
         for test in (self.test_BundledCoreVersionAndSampleData, self.test_WorldToVoxelMatchesSlicer,
                      self.test_SliceAxisFollowsViewOrientation, self.test_RegionWriteBackKeepsGeometryAndOutside,
-                     self.test_ShortcutsLiveOnTheModulePanel, self.test_PointPromptsOnMRHead):
+                     self.test_ShortcutsLiveOnTheModulePanel, self.test_WeightsFolderAndDownloadButton,
+                     self.test_PointPromptsOnMRHead):
             self.setUp()
             test()
 
@@ -159,6 +160,36 @@ class PGESAMTest(ScriptedLoadableModuleTest):
         self.assertTrue(all(s.enabled for s in shortcuts))
         slicer.util.selectModule("Data")
         self.assertFalse(any(s.enabled for s in shortcuts))
+
+    def test_WeightsFolderAndDownloadButton(self):
+        """The Weights folder is a setting; Download weights is offered only for a ViT model missing its checkpoint
+        (nothing is downloaded here)."""
+        import tempfile
+
+        import qt
+
+        from PGESAM import CACHE_DIR_SETTING
+
+        self.delayDisplay("Weights folder and Download weights")
+        slicer.util.selectModule("PGESAM")
+        widget = slicer.modules.pgesam.widgetRepresentation().self()
+        before = qt.QSettings().value(CACHE_DIR_SETTING, "")
+        parameters = widget._parameterNode
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                widget.ui.cacheDirPathLineEdit.currentPath = folder
+                self.assertEqual(widget.logic.cacheDir, folder)
+                self.assertEqual(qt.QSettings().value(CACHE_DIR_SETTING, ""), folder)
+                parameters.modelName = "sam_tiny"
+                self.assertFalse(widget.ui.downloadWeightsButton.enabled)
+                if not deps.missing_requirements():
+                    parameters.modelName = "sam_vit_b"
+                    self.assertTrue(widget.ui.downloadWeightsButton.enabled)
+                    self.assertIn("Download weights", widget.ui.statusLabel.text)
+        finally:  # the user's folder back (an empty path edit may not signal, so the widget is told directly)
+            widget.ui.cacheDirPathLineEdit.currentPath = before or ""
+            widget.onCacheDirChanged(before or "")
+            parameters.modelName = "pge_sam_tiny"
 
     def _assertSegmentGeometry(self, segmentationNode, segmentId, volume):
         image = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentId)
