@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_point(text: str, ndim: int) -> tuple[tuple[float, ...], bool]:
-    """``"z,y,x"`` or ``"z,y,x:-"`` (``"y,x"`` for a 2D image) -> (floats, positive); the same syntax as ``pge-sam segment``."""
+    """``"z,y,x"`` or ``"z,y,x:-"`` (``"y,x"`` for a 2D image) -> (floats, positive); the same syntax as
+    ``pge-sam segment``."""
     from pge_sam.cli.segment import parse_point as parse
 
     return parse(text, ndim)

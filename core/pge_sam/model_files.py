@@ -72,7 +72,8 @@ class ModelFiles:
             what, command = {"pge_sam": ("PGE adapter", "pge"), "sam_ref": ("SAM-REF refiners", "ref")}.get(
                 self.variant, ("RobustSAM modules", "robust"))
             return (f"{what} {self.adapter} not found. Train them with `pge-sam train {command} --backbone {b}` "
-                    f"and copy the exported {self.variant}_{b}.safetensors of the run folder to that path, or use sam_{b}")
+                    f"and copy the exported {self.variant}_{b}.safetensors of the run folder to that path, "
+                    f"or use sam_{b}")
         return None
 
 

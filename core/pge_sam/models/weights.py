@@ -198,7 +198,8 @@ def load_state_strict(module, state: dict, path: Path, what: str) -> None:
         if unexpected:
             parts.append(f"unexpected keys: {show(unexpected)}")
         if wrong:
-            parts.append(f"shape mismatch: {show([f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in wrong])}")
+            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong]
+            parts.append(f"shape mismatch: {show(shapes)}")
         raise WeightsError(
             f"{path} does not match the {what} architecture ({'; '.join(parts)}). "
             "Check that the model name matches the checkpoint (e.g. sam_vit_b with sam_vit_b_01ec64.pth)."
