@@ -103,7 +103,7 @@ class ModelPanel:
 
     def _choice_changed(self) -> None:
         choice, loaded = self.current(), self.controller.model
-        self.ui.download.setEnabled(choice is not None and choice.downloadable and not choice.present)
+        self.ui.download.setEnabled(choice is not None and choice.needs_download)
         if choice is not None and loaded is not None and getattr(loaded, "name", None) != choice.name:
             self.report(f"press 'Load model' to switch to {choice.name}", False)
 
@@ -144,4 +144,6 @@ class ModelPanel:
 
     def _downloaded(self, path) -> None:
         self.refresh_choices()
-        self.report(f"{path} downloaded (sha256 verified); press 'Load model'", False)
+        choice = self.current()
+        still = choice.missing() if choice is not None else None
+        self.report(f"{path} downloaded (sha256 verified); " + (still or "press 'Load model'"), still is not None)

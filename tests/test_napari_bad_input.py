@@ -96,12 +96,16 @@ def test_download_fetches_the_missing_checkpoint_with_progress(make_napari_viewe
     viewer = make_napari_viewer()
     viewer.add_image(ellipsoid_volume())
     widget = PgeSamWidget(viewer, prefetch=0)
-    widget.ui.model.setCurrentIndex(widget.ui.model.findData("sam_vit_b"))
+    picker = widget.ui.model
+    picker.setCurrentIndex(picker.findData("pge_sam_vit_b"))  # needs the checkpoint and a trained adapter
     widget.ui.download.click()
     wait_idle(qtbot, widget)
     assert (tmp_path / "cache" / "sam_vit_b_01ec64.pth").read_bytes() == served_vit_b
-    assert widget.last_progress == ("download", 4, 4) and "sha256 verified" in widget.message_text
-    assert widget.ui.model.currentText() == "sam_vit_b" and not widget.ui.download.isEnabled()
+    assert widget.last_progress == ("download", 4, 4)
+    assert "sha256 verified" in widget.message_text and "PGE adapter" in widget.message_text  # what is still missing
+    assert "weights missing" in picker.currentText() and not widget.ui.download.isEnabled()  # nothing to fetch now
+    picker.setCurrentIndex(picker.findData("sam_vit_b"))
+    assert picker.currentText() == "sam_vit_b" and not widget.ui.download.isEnabled()
 
 
 def test_missing_weights_are_a_message_and_keep_the_labels(make_napari_viewer, qtbot, monkeypatch, tmp_path):

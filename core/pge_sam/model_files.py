@@ -46,6 +46,11 @@ class ModelFiles:
         publishes no checksums, so pge-sam never downloads it: the user puts it into the cache folder."""
         return self.backbone != "tiny" and self.variant != "robust_sam" and not self.custom
 
+    @property
+    def needs_download(self) -> bool:
+        """Whether a download would help: the official checkpoint is missing (an adapter is trained, not fetched)."""
+        return self.downloadable and not self.checkpoint.is_file()
+
     def label(self) -> str:
         """The name as a model picker lists it; ``"<name> (weights missing)"`` while a file is missing."""
         return self.name if self.present else f"{self.name} (weights missing)"

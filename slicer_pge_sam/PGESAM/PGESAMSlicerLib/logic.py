@@ -85,7 +85,7 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         from pge_sam.model_files import model_files
 
         files = model_files(modelName, self.cacheDir)
-        return files.missing(), files.downloadable and not files.checkpoint.is_file()
+        return files.missing(), files.needs_download
 
     def downloadWeights(self, modelName, progress=None):
         """Download (sha256 checked) the official SAM checkpoint ``modelName`` needs into the cache folder; returns
