@@ -32,6 +32,8 @@ Per click, after SAM's decoder gave coarse logits:
    previous round, on the previous final mask (a click then changes only the
    region around it).
 
+In propagation (a neighbour's mask and a box, no click) the refiners sit out and SAM's mask is final.
+
 The final logits are fed back with the error map and SAM's own coarse logits
 as further channels: the per-slice memory a session keeps and undoes. The
 refiners read the final mask and the error map; SAM's decoder gets its own
@@ -271,6 +273,8 @@ def refine(ref: RefModules, spec: BackboneSpec, features: dict, prompts: PromptB
     coarse = logits.float()
     if coarse.shape[-1] != side:
         coarse = F.interpolate(coarse, (side, side), mode="bilinear", align_corners=False)
+    if not ref.training and carried_over(prompts, previous, previous_error):
+        return coarse, sam_only(spec, coarse)
     t = coarse.shape[0]
     prev = None if previous is None else F.interpolate(previous.float(), (side, side), mode="bilinear",
                                                        align_corners=False).expand(t, -1, -1, -1)
@@ -325,6 +329,23 @@ def refine(ref: RefModules, spec: BackboneSpec, features: dict, prompts: PromptB
     memory = F.interpolate(torch.cat([g_err.detach(), coarse.detach()], 1), (low, low), mode="area")
     return final, {"coarse": coarse, "global": (g_final, g_corr, g_err), "local": (l_final, l_corr, l_err),
                         "crops": crops, "choice": choice, "memory": memory}
+
+
+def carried_over(prompts: PromptBatch, previous: torch.Tensor | None, previous_error: torch.Tensor | None) -> bool:
+    """A mask from another slice (fed back without a memory) and no click: propagation, not a click round.
+
+    The refiners learned click rounds on one slice; given a neighbour's mask and the box around it they grow
+    the mask a little on every slice, so a propagation never stops (``docs/model.md``, "SAM-REF")."""
+    return prompts.coords is None and previous is not None and previous_error is None
+
+
+def sam_only(spec: BackboneSpec, coarse: torch.Tensor) -> dict:
+    """The extras of a round the refiners sit out: SAM's mask is final, the memory's error map says nothing is
+    wrong (so the next round's selector starts afresh)."""
+    low = spec.lowres_size
+    coarse_low = F.interpolate(coarse.detach(), (low, low), mode="area")
+    memory = torch.cat([torch.full_like(coarse_low, ERROR_PRIOR), coarse_low], 1)
+    return {"coarse": coarse, "choice": ["sam"] * coarse.shape[0], "crops": [], "memory": memory}
 
 
 def _per_set(x: torch.Tensor, t: int) -> torch.Tensor:
