@@ -7,6 +7,7 @@ per step in fp32 (``amp=False``: CI CPUs may lack bf16 units), a few seconds a t
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,3 +217,21 @@ def test_snapshots_export_the_model_at_every_validation(tmp_path, random_base):
         "step00000_pge_sam_tiny.safetensors", "step00002_pge_sam_tiny.safetensors", "step00004_pge_sam_tiny.safetensors"]
     assert build_model("pge_sam_tiny", checkpoint=random_base, adapter=run / "step00004_pge_sam_tiny.safetensors",
                        device="cpu").name == "pge_sam_tiny"
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+def test_every_shipped_training_config_is_valid_and_its_files_exist(path):
+    """The recipes in configs/ parse with today's options; one that needs ``--init`` says so in its header."""
+    from pge_sam.errors import InputError
+
+    root = Path(__file__).resolve().parents[1]
+    file = root / "configs" / path
+    try:
+        cfg = TrainConfig.from_yaml(file)
+    except InputError as err:
+        assert "init" in str(err) and "--init" in file.read_text(encoding="utf-8"), err
+        cfg = TrainConfig.from_yaml(file, init=str(root / "core/pge_sam/weights/sam_tiny.safetensors"))
+    for name in ("base_weights", "init"):
+        value = getattr(cfg, name, None)
+        if value and not str(value).startswith(("runs/", "/")):
+            assert (root / value).is_file(), f"{path}: {name} {value} does not exist"
