@@ -183,17 +183,19 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _weightsStatus(self):
         """The logic's answer for the chosen model; ``(None, False)`` while dependencies are missing."""
-        if self._missing is None:
-            self._missing = deps.missing_requirements()
-        if self._missing or self._parameterNode is None:
+        if self._missingRequirements() or self._parameterNode is None:
             return None, False
         return self.logic.weightsStatus(self._parameterNode.modelName)
 
-    def _updateStatus(self, message=None):
-        p = self._parameterNode
+    def _missingRequirements(self):
+        """``deps.missing_requirements()``, cached until ``enter`` or an install clears it."""
         if self._missing is None:
             self._missing = deps.missing_requirements()
-        missing = self._missing
+        return self._missing
+
+    def _updateStatus(self, message=None):
+        p = self._parameterNode
+        missing = self._missingRequirements()
         self.ui.installDependenciesButton.enabled = bool(missing)
         if message is None:
             if missing:

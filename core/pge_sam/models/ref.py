@@ -326,7 +326,7 @@ def refine(ref: RefModules, spec: BackboneSpec, features: dict, prompts: PromptB
     low = spec.lowres_size
     # SAM's decoder gets its own coarse logits back next round (the inputs it was trained on; the refined
     # logits' larger magnitudes threw it off), the refiners get the final mask and the error map
-    memory = F.interpolate(torch.cat([g_err.detach(), coarse.detach()], 1), (low, low), mode="area")
+    memory = _memory(g_err, coarse, low)
     return final, {"coarse": coarse, "global": (g_final, g_corr, g_err), "local": (l_final, l_corr, l_err),
                         "crops": crops, "choice": choice, "memory": memory}
 
@@ -342,10 +342,13 @@ def carried_over(prompts: PromptBatch, previous: torch.Tensor | None, previous_e
 def sam_only(spec: BackboneSpec, coarse: torch.Tensor) -> dict:
     """The extras of a round the refiners sit out: SAM's mask is final, the memory's error map says nothing is
     wrong (so the next round's selector starts afresh)."""
-    low = spec.lowres_size
-    coarse_low = F.interpolate(coarse.detach(), (low, low), mode="area")
-    memory = torch.cat([torch.full_like(coarse_low, ERROR_PRIOR), coarse_low], 1)
+    memory = _memory(torch.full_like(coarse, ERROR_PRIOR), coarse, spec.lowres_size)
     return {"coarse": coarse, "choice": ["sam"] * coarse.shape[0], "crops": [], "memory": memory}
+
+
+def _memory(error: torch.Tensor, coarse: torch.Tensor, low: int) -> torch.Tensor:
+    """The per-slice memory fed back: the error map and SAM's coarse logits, area-resized to the low-res side."""
+    return F.interpolate(torch.cat([error.detach(), coarse.detach()], 1), (low, low), mode="area")
 
 
 def _per_set(x: torch.Tensor, t: int) -> torch.Tensor:
