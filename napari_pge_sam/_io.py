@@ -130,6 +130,25 @@ def suggested_labels_path(source: str) -> str:
     return str(Path(source).with_name(_stem(Path(source)) + "_labels.nii.gz")) if source else "labels.nii.gz"
 
 
+SAVE_FILTER = "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha)"  # the save dialog's file types
+
+
+def save_labels_layer(layer, path: str) -> str:
+    """Save the Labels ``layer`` at ``path`` through this plugin's writer (:func:`write_labels_layer`); returns the
+    path written. Raises :class:`pge_sam.errors.OutputError` saying what to do (napari's own refusals included)."""
+    from pge_sam.errors import OutputError, PgeSamError
+
+    try:
+        written = layer.save(str(path), plugin="pge-sam")
+    except PgeSamError:
+        raise
+    except (OSError, ValueError) as err:
+        raise OutputError(str(err)) from err
+    if not written:
+        raise OutputError(f"no writer for {path}; use .nii.gz, .nii, .nrrd or .mha")
+    return written[0]
+
+
 # -- geometry ---------------------------------------------------------------------------------------------------
 def geometry_of(image) -> dict:
     """A SimpleITK image's origin, spacing and direction (row-major) as plain lists, (x, y, z) order."""

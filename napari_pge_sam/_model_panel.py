@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from pge_sam.device import cpu_warning
-from pge_sam.model_files import ModelFiles, build_model, default_choice, download_official, list_model_files
+from pge_sam.model_files import ModelFiles, build_model, default_choice, download_missing, list_model_files
 from pge_sam.model_files import resolve_cache_dir
 
 from ._compat import avoid_triton_llvm_clash
@@ -131,19 +131,17 @@ class ModelPanel:
                         keep=True)
 
     def download(self) -> None:
-        """Download the chosen official checkpoint into the cache folder (explicit request; sha256 checked; progress
-        in MiB; Cancel keeps nothing)."""
+        """Download the chosen model's missing official checkpoint into the cache folder (explicit request; sha256
+        checked; progress in MiB; Cancel keeps nothing)."""
         choice, cache = self.current(), self.cache_dir
-        if choice is None or not choice.downloadable:
-            return self.report("only official SAM checkpoints can be downloaded; tiny weights ship with pge-sam", True)
+        if choice is None:
+            return self.report("the model given to the widget has nothing to download", True)
         if not self.jobs.busy("download"):
             self.report(f"downloading the {choice.backbone} checkpoint (Cancel stops it) ...", False)
-            self.jobs.start("download", lambda progress: download_official(choice.backbone, cache, progress),
+            self.jobs.start("download", lambda progress: download_missing(choice.name, cache, progress),
                             self._downloaded, self.failed, keep=True, with_progress=True,
                             description=f"pge-sam: downloading {choice.backbone} (MiB)")
 
-    def _downloaded(self, path) -> None:
+    def _downloaded(self, message: str) -> None:
         self.refresh_choices()
-        choice = self.current()
-        still = choice.missing() if choice is not None else None
-        self.report(f"{path} downloaded (sha256 verified); " + (still or "press 'Load model'"), still is not None)
+        self.report(message, not getattr(self.current(), "present", True))  # red while a file is still missing

@@ -20,7 +20,7 @@ from pge_sam.errors import PgeSamError
 from pge_sam.interaction import Interaction, Update, describe_error
 
 from ._degrade_panel import DegradePanel
-from ._io import suggested_labels_path
+from ._io import SAVE_FILTER, save_labels_layer, suggested_labels_path
 from ._layers import PromptLayers, current_index, image_array, slicing_axis, voxel_size
 from ._model_panel import ModelPanel
 from ._panel import Panel
@@ -278,20 +278,15 @@ class PgeSamWidget(QWidget):
         ``path`` ``None`` asks with a file dialog. Returns the path written, or ``None``."""
         if self.layers is None:
             return self.ui.say("no labels yet: choose an image layer first", True)
-        if path is None:
-            start = suggested_labels_path(str(self.layers.labels.metadata.get("pge_sam_source", "")))
-            path, _ = QFileDialog.getSaveFileName(self, "Save labels", start,
-                                                  "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd);;MetaImage (*.mha)")
-        if not path:
-            return None
+        start = suggested_labels_path(str(self.layers.labels.metadata.get("pge_sam_source", "")))
+        path = path or QFileDialog.getSaveFileName(self, "Save labels", start, SAVE_FILTER)[0]
         try:
-            written = self.layers.labels.save(str(path), plugin="pge-sam")
-        except (PgeSamError, OSError, ValueError) as err:
+            written = save_labels_layer(self.layers.labels, path) if path else None
+        except PgeSamError as err:
             return self.ui.say(f"labels not saved: {err}", True)
-        if not written:
-            return self.ui.say(f"labels not saved: no writer for {path}; use .nii.gz, .nii, .nrrd or .mha", True)
-        self.ui.say(f"labels saved to {written[0]}")
-        return written[0]
+        if written:
+            self.ui.say(f"labels saved to {written}")
+        return written
 
     def set_model(self, model) -> None:
         """Segment with ``model`` (a built model or a ``Predictor``) from now on; waiting clicks are then applied."""

@@ -198,3 +198,19 @@ def test_a_download_reports_mib_to_a_progress_object_and_a_cancel_keeps_nothing(
     progress = RecordingProgress()
     got = download_official("vit_b", tmp_path / "done", progress)
     assert got.read_bytes() == served_vit_b and (progress.total, progress.done) == (4, 4)
+
+
+def test_download_missing_fetches_what_a_model_needs_and_says_what_is_still_missing(served_vit_b, tmp_path):
+    """One answer for both front-ends: napari's Download and Slicer's Download weights call this."""
+    from pge_sam.errors import InputError
+    from pge_sam.model_files import download_missing
+
+    said = download_missing("pge_sam_vit_b", tmp_path, None)  # the checkpoint downloads; the adapter is trained
+    assert (tmp_path / "sam_vit_b_01ec64.pth").read_bytes() == served_vit_b
+    assert said.startswith("Downloaded sam_vit_b_01ec64.pth (sha256 verified). PGE adapter")
+    with pytest.raises(InputError, match="PGE adapter .* not found"):  # a second download would not help
+        download_missing("pge_sam_vit_b", tmp_path, None)
+    with pytest.raises(InputError, match="sam_vit_b needs no download: its files are in"):
+        download_missing("sam_vit_b", tmp_path, None)
+    with pytest.raises(InputError, match="needs no download"):
+        download_missing("sam_tiny", tmp_path, None)  # shipped with pge-sam

@@ -142,6 +142,20 @@ def download_official(backbone: str, cache_dir: str | Path | None = None, progre
     return W.fetch_official(backbone, resolve_cache_dir(cache_dir), progress=False if progress is None else progress)
 
 
+def download_missing(name: str, cache_dir: str | Path | None = None, progress=None) -> str:
+    """Download the official SAM checkpoint model ``name`` still needs (see :func:`download_official`) and say
+    what is then still missing (a trained adapter, say), or that ``name`` is ready. A model a download would not
+    help raises :class:`~pge_sam.errors.InputError` saying what to do instead. Both front-ends call this."""
+    from .errors import InputError
+
+    files = model_files(name, cache_dir)
+    if not files.needs_download:
+        raise InputError(files.missing() or f"{name} needs no download: its files are in {files.cache_dir}")
+    path = download_official(files.backbone, files.cache_dir, progress)
+    still = model_files(name, cache_dir).missing()
+    return f"Downloaded {path.name} (sha256 verified). " + (still or f"{name} is ready.")
+
+
 def build_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None, adapter: str | Path | None = None,
                 device: str = "auto", pretrained: bool = True, *, cache_dir: str | Path | None = None):
     """Build model ``name`` on ``device`` in eval mode from the files :func:`model_files` names.

@@ -90,14 +90,9 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
     def downloadWeights(self, modelName, progress=None):
         """Download (sha256 checked) the official SAM checkpoint ``modelName`` needs into the cache folder; returns
         what is then still missing, or that the model is ready. ``progress``: MiB, cancellable (nothing kept)."""
-        from pge_sam.model_files import download_official, model_files
+        from pge_sam.model_files import download_missing
 
-        files = model_files(modelName, self.cacheDir)
-        if not files.downloadable:
-            raise ValueError(files.missing() or f"{modelName} needs no download.")
-        path = download_official(files.backbone, self.cacheDir, progress)
-        still = model_files(modelName, self.cacheDir).missing()
-        return f"Downloaded {path.name} (sha256 verified). " + (still or f"{modelName} is ready.")
+        return download_missing(modelName, self.cacheDir, progress)
 
     def endSession(self):
         """Drop the session, its prefetches and the voxels (models and loaded embeddings stay)."""
