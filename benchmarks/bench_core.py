@@ -94,7 +94,8 @@ def main() -> None:
     ref = SamPredictor(sam_model.sam)
     ref.set_image(np.repeat(u8[:, :, None], 3, 2))
     point = np.array([[98, 116]])
-    theirs = timed(lambda: ref.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True), args.clicks)
+    theirs = timed(lambda: ref.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True),
+                   args.clicks)
     rows.append(("click on cached slice (decode)", f"{ms(ours):.1f} ms", f"{ms(theirs):.1f} ms (SamPredictor.predict)",
                  f"{ms(ours) / ms(theirs):.2f}x"))
 
@@ -111,7 +112,8 @@ def main() -> None:
     for zz in idx[8:16]:
         first_click.append(session.add_point((zz, 116, 98)).seconds)
         re_click.append(session.add_point((zz, 116, 100)).seconds)
-    assert pred.encoder_calls == calls_before + 8, f"a revisit ran the encoder ({pred.encoder_calls - calls_before} calls)"
+    assert pred.encoder_calls == calls_before + 8, \
+        f"a revisit ran the encoder ({pred.encoder_calls - calls_before} calls)"
     rows.append(("slice features: first visit (encode)", f"{ms(first_fetch):.1f} ms", "", ""))
     rows.append(("slice features: revisit (cache hit)", f"{ms(re_fetch):.2f} ms", "",
                  f"{100 * ms(re_fetch) / ms(first_fetch):.1f}% of first visit (goal <= 5%)"))
@@ -153,7 +155,8 @@ def main() -> None:
     rows.append(("click decode: pge_sam vs sam", f"{ms(t_pge):.1f} ms", f"{ms(t_sam):.1f} ms",
                  f"{ms(t_pge) / ms(t_sam):.2f}x (goal <= 3x)"))
     added = sum(p.numel() for p in pge_model.pge.parameters())
-    rows.append(("PGE parameters added", f"{added / 1e6:.3f} M", f"SAM {sum(p.numel() for p in sam_model.sam.parameters()) / 1e6:.2f} M", ""))
+    rows.append(("PGE parameters added", f"{added / 1e6:.3f} M",
+                 f"SAM {sum(p.numel() for p in sam_model.sam.parameters()) / 1e6:.2f} M", ""))
 
     # --- RobustSAM per-click cost: AMFG cached per slice vs recomputed per click ------------------------
     p_rob = Predictor(robust_model)

@@ -43,7 +43,8 @@ def main(folders: list[str]) -> None:
     for modality in ("mri", "ct"):
         best = best_classical(first, modality)
         for model in MODELS:
-            print(f"| {modality} | clean | {best} | {model} | " + fmt(paired_difference(first, best, model, "miou", modality)) + " |")
+            print(f"| {modality} | clean | {best} | {model} | "
+                  + fmt(paired_difference(first, best, model, "miou", modality)) + " |")
         for model in MODELS[1:]:
             print(f"| {modality} | clean | sam_tiny | {model} | "
                   + fmt(paired_difference(first, "sam_tiny", model, "miou", modality)) + " |")

@@ -128,7 +128,8 @@ def main() -> None:
     cases.append(("mni", t1, spacing, "README click", (100, 100, 70), None))
     vol, sp, ptruths = phantom_targets()
     mid = vol.shape[0] // 2
-    cases += [("phantom3d", vol, sp, kind, (mid,) + interior_point(truth[mid]), truth) for kind, truth in ptruths.items()]
+    cases += [("phantom3d", vol, sp, kind, (mid,) + interior_point(truth[mid]), truth)
+              for kind, truth in ptruths.items()]
     preds, readme_masks = {}, {}
     for data, volume, spacing_, kind, point, truth in cases:
         pred = preds.setdefault(data, Predictor(model))
@@ -141,7 +142,8 @@ def main() -> None:
             print(data, kind, point, name, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()},
                   flush=True)
     lines = [f"model {model.name}; `python benchmarks/propagation_stop.py`", "",
-             "| volume | target | click (z,y,x) | rule | Dice | voxels | on all-zero slices | at intensity 0 | % at 0 | slices |",
+             "| volume | target | click (z,y,x) | rule | Dice | voxels | on all-zero slices | at intensity 0 | "
+             "% at 0 | slices |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for data, kind, point, name, r in rows:
         dice = "n/a" if np.isnan(r["dice"]) else f"{r['dice']:.3f}"

@@ -51,7 +51,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "labels.nii.gz"
-        cmd = [sys.executable, "-m", "pge_sam", "segment", "sample:mni_t1", *(args.prompt or README_ARGS), "--out", str(out)]
+        cmd = [sys.executable, "-m", "pge_sam", "segment", "sample:mni_t1", *(args.prompt or README_ARGS),
+               "--out", str(out)]
         cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
         cmd += ["--model", args.model] if args.model else []
         print(" ".join(cmd))

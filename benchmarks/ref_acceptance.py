@@ -38,7 +38,8 @@ def table(rows: list[dict], base: str, new: str, modalities: list[str]) -> list[
                 if p is None:
                     continue
                 lines.append(f"| {modality} | {key} | {'severity >= 2' if degraded else 'clean'} | {p.n} | "
-                             f"{p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | {p.target_low:+.3f} .. {p.target_high:+.3f} |")
+                             f"{p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
+                             f"{p.target_low:+.3f} .. {p.target_high:+.3f} |")
     return lines
 
 

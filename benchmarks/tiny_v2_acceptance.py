@@ -102,7 +102,8 @@ def main() -> None:
                 if p is None:
                     continue
                 lines.append(f"| {modality} | {best} | {key} | {'severity >= 2' if degraded else 'clean'} | {p.n} | "
-                             f"{p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | {p.target_low:+.3f} .. {p.target_high:+.3f} |")
+                             f"{p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
+                             f"{p.target_low:+.3f} .. {p.target_high:+.3f} |")
     lines += ["", "(NoC@85: lower is better, so a negative difference favours the new model.)", "",
               "## Clicks help: share of click steps whose IoU drops by more than 0.02", "",
               "| modality | model | steps | drop rate | steps without such a drop |", "|---|---|---|---|---|"]

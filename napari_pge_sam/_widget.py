@@ -37,7 +37,7 @@ class PgeSamWidget(QWidget):
         self.viewer = napari_viewer
         self.controller = Interaction(model, sessions=sessions, prefetch=prefetch)
         self.ui = ui = Panel(self)
-        self.jobs = Jobs(self._on_progress, lambda: self.controller.generation)
+        self.jobs = Jobs(ui.show_progress, lambda: self.controller.generation)
         self.models = ModelPanel(ui, self.jobs, self.controller, ui.say, self.set_model, self._job_failed,
                                  given=model if model is not None else sessions)
         self.degrade = DegradePanel(ui, napari_viewer, self.jobs, ui.image.currentData, ui.say)
@@ -46,7 +46,6 @@ class PgeSamWidget(QWidget):
         self.positive, self.closed, self._parented, self._index = True, False, False, 0
         self.last_latency: float | None = None  # seconds from the last click's turn to its labels redrawn
         self.last_decode: float | None = None  # seconds of that spent in the session (decode + label write)
-        self.last_progress: tuple[str, int, int] | None = None  # (job kind, done, total)
         ui.image.activated.connect(lambda _: self.set_image_layer(ui.image.currentData()))
         ui.axis.activated.connect(self._axis_chosen)
         ui.norm_mode.currentTextChanged.connect(self._normalization_changed)
@@ -301,10 +300,6 @@ class PgeSamWidget(QWidget):
             self.ui.show_normalization(self.controller.normalization)  # refused: show what the session still uses
 
     # -- feedback -------------------------------------------------------------------------------------------------
-    def _on_progress(self, kind: str, done: int, total: int) -> None:
-        self.last_progress = (kind, done, total)
-        self.ui.show_progress(kind, done, total)
-
     def _job_failed(self, err: Exception) -> None:
         self.controller.pending.clear()
         self._render()

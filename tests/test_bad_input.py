@@ -47,7 +47,8 @@ def test_a_nan_slice_inside_a_valid_volume(pred, volume):
 
 
 def test_propagating_into_a_nan_slice_changes_nothing(pred, volume):
-    """The walk fails on slice 4 after writing slice 3: the failed call must leave buffer and undo stack as they were."""
+    """The walk fails on slice 4 after writing slice 3: the failed call must leave buffer and undo stack as they
+    were."""
     vol = volume.copy()
     vol[4] = np.nan
     labels = prefilled(vol.shape)

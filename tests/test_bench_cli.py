@@ -51,7 +51,8 @@ def test_unknown_model_and_missing_adapter_fail_before_any_work(tmp_path, capsys
 
 
 def test_label_renames_one_model_and_refuses_several(tmp_path, capsys):
-    assert main(["bench", "--quick", "--models", "sam_tiny,sam_tiny", "--label", "x", "--out", str(tmp_path / "a")]) == 2
+    assert main(["bench", "--quick", "--models", "sam_tiny,sam_tiny", "--label", "x",
+                 "--out", str(tmp_path / "a")]) == 2
     assert "--label names one model" in capsys.readouterr().err
     out = tmp_path / "b"
     assert main(["bench", "--quick", "--no-baseline", "--models", "sam_tiny", "--label", "sam_tiny_ablation",

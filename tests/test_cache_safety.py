@@ -81,7 +81,8 @@ def test_a_store_folder_that_pge_sam_did_not_make_is_refused(sam_tiny, volume, t
     mine.write_bytes(b"precious")
     with pytest.raises(CacheError, match="did not write"):
         Session(Predictor(sam_tiny), volume, prefetch=0, disk_cache=folder)
-    assert mine.read_bytes() == b"precious" and sorted(p.name for p in (folder / STORE_NAME).iterdir()) == ["thesis.docx"]
+    assert (mine.read_bytes() == b"precious"
+            and sorted(p.name for p in (folder / STORE_NAME).iterdir()) == ["thesis.docx"])
 
 
 def test_a_file_as_cache_folder_is_refused(tmp_path):

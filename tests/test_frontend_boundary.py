@@ -50,7 +50,8 @@ def test_front_ends_reach_no_session_internals():
 
 def test_the_scan_finds_what_it_forbids(tmp_path):
     sample = tmp_path / "bad.py"
-    sample.write_text("def f(session, widget, s, pred):\n    session.state.undo.pop()\n    widget.session._labels[:] = 0\n"
+    sample.write_text("def f(session, widget, s, pred):\n    session.state.undo.pop()\n"
+                      "    widget.session._labels[:] = 0\n"
                       "    s.state.objects.clear()\n    pred.key(None, 0, 0)\n    return session.predictor.cache\n")
     found = violations(sample, core_private_names())
     assert len(found) == 7, found  # session.state (text and AST), _labels, s.state, pred.key, predictor.cache (2)

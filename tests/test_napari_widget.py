@@ -202,7 +202,7 @@ def test_precompute_reports_progress_then_clicks_are_synchronous(make_napari_vie
     widget = PgeSamWidget(viewer, model=tiny_model(), prefetch=0)
     widget.precompute()
     wait_idle(qtbot, widget, 60_000)
-    assert widget.last_progress == ("precompute", 6, 6)
+    assert widget.ui.progress.text() == "precompute 6/6"  # the bar shows the last progress reported
     assert widget.ui.progress.maximum() == 6 and widget.ui.progress.value() == 6
     assert "6 slices encoded" in widget.message_text
     click_index(widget, (3, 20, 26))
@@ -355,7 +355,7 @@ def test_embeddings_saved_in_one_viewer_are_loaded_in_another_and_not_encoded_ag
     assert widget.jobs.busy("embeddings")
     wait_idle(qtbot, widget, 60_000)
     assert "embeddings saved" in widget.message_text and "6 encoded" in widget.message_text
-    assert widget.last_progress == ("embeddings", 6, 6)
+    assert widget.ui.progress.text() == "embeddings 6/6"  # the bar shows the last progress reported
 
     laptop = make_napari_viewer()  # a fresh viewer, model instance and embedding cache
     laptop.add_image(volume)

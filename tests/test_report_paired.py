@@ -97,7 +97,8 @@ def test_degradation_cost_pairs_each_degraded_row_with_the_clean_row_of_its_targ
 
 
 def test_a_run_with_fewer_than_five_clicks_summarises_without_iou5():
-    rows = [{k: v for k, v in r.items() if k != "iou_5"} for r in _rows([0.4, 0.6], "sam", 0) + _rows([0.3, 0.5], "sam", 2)
+    rows = [{k: v for k, v in r.items() if k != "iou_5"}
+            for r in _rows([0.4, 0.6], "sam", 0) + _rows([0.3, 0.5], "sam", 2)
             + _rows([0.5, 0.7], "pge", 0) + _rows([0.4, 0.6], "pge", 2)]
     text = summary_markdown(rows)  # no KeyError; IoU@5 cells are "-"
     assert "## Cost of degradation" in text and "| mri | sam | 2 | 0.500 | -0.100" in text

@@ -83,7 +83,7 @@ def test_box_corners_map_to_slice_pixels(sam_tiny, monkeypatch, u8_volume, axis)
     assert calls[-1][1].box == Box(r0, c0, r1, c1)
     lo, hi = np.minimum(a, b), np.maximum(a, b) + 1
     assert tuple((s.start, s.stop) for s in change.bbox) == tuple(zip(lo, hi))
-    assert (labels[tuple(slice(l, h) for l, h in zip(lo, hi))] == session.label).all()
+    assert (labels[tuple(slice(start, stop) for start, stop in zip(lo, hi))] == session.label).all()
 
 
 def test_bad_spacing_is_refused(pred, volume):

@@ -116,7 +116,8 @@ def test_pge_checkpoint_and_export_reload_to_identical_outputs(tmp_path, random_
     assert torch.equal(out, decode_outputs(from_ckpt))
     assert not torch.allclose(out, decode_outputs(untrained), atol=1e-4), "training changed nothing"
     again = export_checkpoint(tmp_path / "run_pge", tmp_path / "again.safetensors")
-    assert torch.equal(out, decode_outputs(build_model("pge_sam_tiny", checkpoint=random_base, adapter=again, device="cpu")))
+    assert torch.equal(out, decode_outputs(build_model("pge_sam_tiny", checkpoint=random_base, adapter=again,
+                                                       device="cpu")))
 
 
 def test_base_export_reloads_to_the_half_rounded_checkpoint(tmp_path):
@@ -125,7 +126,8 @@ def test_base_export_reloads_to_the_half_rounded_checkpoint(tmp_path):
     rounded = build_model("sam_tiny", pretrained=False, device="cpu")
     rounded.sam.load_state_dict({k: v.half().float() for k, v in state["weights"].items()})
     rounded.weights_changed()
-    assert torch.equal(decode_outputs(build_model("sam_tiny", checkpoint=exported, device="cpu")), decode_outputs(rounded))
+    assert torch.equal(decode_outputs(build_model("sam_tiny", checkpoint=exported, device="cpu")),
+                       decode_outputs(rounded))
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
@@ -214,12 +216,14 @@ def test_snapshots_export_the_model_at_every_validation(tmp_path, random_base):
     train(cfg, progress=False)
     run = tmp_path / "run_pge"
     assert sorted(p.name for p in run.glob("step*_pge_sam_tiny.safetensors")) == [
-        "step00000_pge_sam_tiny.safetensors", "step00002_pge_sam_tiny.safetensors", "step00004_pge_sam_tiny.safetensors"]
+        "step00000_pge_sam_tiny.safetensors", "step00002_pge_sam_tiny.safetensors",
+        "step00004_pge_sam_tiny.safetensors"]
     assert build_model("pge_sam_tiny", checkpoint=random_base, adapter=run / "step00004_pge_sam_tiny.safetensors",
                        device="cpu").name == "pge_sam_tiny"
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
 def test_every_shipped_training_config_is_valid_and_its_files_exist(path):
     """The recipes in configs/ parse with today's options; one that needs ``--init`` says so in its header."""
     from pge_sam.errors import InputError

@@ -151,7 +151,8 @@ def test_decoder_only_training_keeps_the_encoder_and_logs_the_click_term(tmp_pat
                       rounds=3, mask_only_rounds=0, amp=False, device="cpu", ckpt_every=1, log_every=1, lr=1e-3,
                       init=init, train_encoder=False, click_weight=1.0, seed=2)
     model, params = build_for(cfg, 0)
-    trained = {id(p) for m in (model.sam.prompt_encoder, model.sam.mask_decoder, model.sam.detail) for p in m.parameters()}
+    trained = {id(p) for m in (model.sam.prompt_encoder, model.sam.mask_decoder, model.sam.detail)
+               for p in m.parameters()}
     assert {id(p) for p in params} == trained
     encoder_before = {k: v.clone() for k, v in model.sam.image_encoder.state_dict().items()}
     train(cfg, progress=False)

@@ -108,7 +108,8 @@ class _LRU:
 class EmbeddingCache:
     """Three-tier cache of per-slice tensors. Thread-safe (the prefetch thread writes into it)."""
 
-    def __init__(self, device="cpu", device_budget: int = 1 << 30, host_budget: int = 0, disk: "DiskStore | None" = None) -> None:
+    def __init__(self, device="cpu", device_budget: int = 1 << 30, host_budget: int = 0,
+                 disk: "DiskStore | None" = None) -> None:
         import torch
 
         self.device = torch.device(device)

@@ -6,8 +6,8 @@
 Data safety rules (docs/reliability.md):
 
 * The store is the subfolder :data:`STORE_NAME` of the given folder, marked
-  by the file :data:`MARKER`, with the zarr group :data:`GROUP` beside it. A folder that already holds a marker is itself
-  a store. A store folder without the marker that holds anything is refused
+  by the file :data:`MARKER`, with the zarr group :data:`GROUP` beside it. A folder that already holds a
+  marker is itself a store. A store folder without the marker that holds anything is refused
   (:class:`~pge_sam.errors.CacheError`): pge-sam never writes into, nor
   deletes, what it did not create.
 * A store written for another signature (model, weights, normalisation,

@@ -78,7 +78,8 @@ def to_slice_point(point_zyx, shape: tuple[int, int, int], axis: int) -> SlicePo
     for name, v, n in zip("zyx", q, shape):
         if not 0 <= v < n:
             raise PromptError(
-                f"point {format_point(p)} is outside the volume of shape {tuple(shape)} ({name}={v} not in [0, {n - 1}]); "
+                f"point {format_point(p)} is outside the volume of shape {tuple(shape)} "
+                f"({name}={v} not in [0, {n - 1}]); "
                 "click inside the image"
             )
     r, c = in_plane_axes(axis)

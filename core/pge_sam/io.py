@@ -92,17 +92,20 @@ def read_labels(path: str | Path, image: LoadedImage) -> np.ndarray:
                          "give the label file that belongs to this image")
     mismatch = geometry_mismatch(loaded.reference, image.reference)
     if mismatch:
-        raise InputError(f"labels {path} do not lie on the image's grid ({mismatch}); resample them onto the image first")
+        raise InputError(f"labels {path} do not lie on the image's grid ({mismatch}); "
+                         "resample them onto the image first")
     if not np.issubdtype(labels.dtype, np.integer):
         fractional = labels != np.round(labels)
         if fractional.any():
             raise InputError(f"labels {path} hold non-integer values ({_some(labels[fractional])}); "
                              "label ids must be whole numbers")
     if labels.size and labels.min() < 0:
-        raise InputError(f"labels {path} hold negative values ({_some(labels[labels < 0])}); label ids must be 0 or more")
+        raise InputError(f"labels {path} hold negative values ({_some(labels[labels < 0])}); "
+                         "label ids must be 0 or more")
     top = int(labels.max()) if labels.size else 0
     if top > np.iinfo(np.uint32).max:
-        raise InputError(f"labels {path} hold ids above {np.iinfo(np.uint32).max} ({_some(labels[labels > np.iinfo(np.uint32).max])}); "
+        raise InputError(f"labels {path} hold ids above {np.iinfo(np.uint32).max} "
+                         f"({_some(labels[labels > np.iinfo(np.uint32).max])}); "
                          "renumber them first")
     return labels.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
 
@@ -238,7 +241,8 @@ def check_output(path: str | Path, ndim: int, inputs=(), keep: str | Path | None
     return path
 
 
-def write_labels(labels: np.ndarray, path: str | Path, reference=None, spacing: tuple[float, ...] | None = None) -> Path:
+def write_labels(labels: np.ndarray, path: str | Path, reference=None,
+                 spacing: tuple[float, ...] | None = None) -> Path:
     """Write an integer label array with the geometry of ``reference`` (a SimpleITK image) or ``spacing``.
 
     ``labels``: (Z, Y, X) or (H, W), integer. The file type follows the
@@ -260,7 +264,8 @@ def write_labels(labels: np.ndarray, path: str | Path, reference=None, spacing: 
     if labels.dtype in (np.int64, np.uint64, np.int32, np.uint32) and top < 65536 and labels.min() >= 0:
         data = labels.astype(np.uint16)
     elif suffix == ".png" and (top > 65535 or labels.min() < 0):
-        raise OutputError(f"PNG holds label ids 0..65535; these labels span {labels.min()}..{top}: use .nii.gz or .nrrd")
+        raise OutputError(f"PNG holds label ids 0..65535; these labels span {labels.min()}..{top}: "
+                          "use .nii.gz or .nrrd")
     else:
         data = labels
     image = sitk.GetImageFromArray(np.ascontiguousarray(data))

@@ -75,7 +75,8 @@ class Predictor:
     """One model and its embedding cache. ``cache``: an :class:`EmbeddingCache` on the model's device
     (default: :meth:`EmbeddingCache.default_for` that device); it is used as given, never modified."""
 
-    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None, batch_size: int | None = None) -> None:
+    def __init__(self, model: SegmentationModel, cache: EmbeddingCache | None = None,
+                 batch_size: int | None = None) -> None:
         self.model = model.eval()
         self.device = model.device
         self.precision = precision_for(self.device)
@@ -97,7 +98,8 @@ class Predictor:
         spec = self.model.spec
         aspect = self.transform(slice_u8.shape, aspect).aspect
         return CacheKey(content_hash(slice_u8), int(axis), int(index), self.model.name, self.model.fingerprint(),
-                        spec.img_size, self.precision, self.model.extra_state_names() + ((f"aspect={aspect:.4f}",) if aspect != 1.0 else ()))
+                        spec.img_size, self.precision,
+                        self.model.extra_state_names() + ((f"aspect={aspect:.4f}",) if aspect != 1.0 else ()))
 
     def transform(self, original_size: tuple[int, int], aspect: float = 1.0) -> InputTransform:
         return InputTransform(self.model.spec.img_size, tuple(original_size), aspect)
@@ -130,7 +132,8 @@ class Predictor:
             entry = self._encode([slice_u8], [key], disk, aspect)[0]
         return entry
 
-    def encode_many(self, jobs: Sequence[SliceJob], progress: Progress | None = None, disk: DiskStore | None = None) -> int:
+    def encode_many(self, jobs: Sequence[SliceJob], progress: Progress | None = None,
+                    disk: DiskStore | None = None) -> int:
         """Encode every slice a job yields that is not cached, in batches; returns the number encoded.
 
         ``progress.update`` is called per slice (cached ones included); cancellation
@@ -178,7 +181,8 @@ class Predictor:
         entries = []
         for i, key in enumerate(keys):
             # the full-resolution detail and refiner inputs dominate a tiny slice's bytes; fp16 keeps them at half
-            entry = {k: v[i].to(torch.float16 if k.startswith(HALF_PREFIXES) and store_dtype == torch.float32 else store_dtype).clone()
+            entry = {k: v[i].to(torch.float16 if k.startswith(HALF_PREFIXES) and store_dtype == torch.float32
+                                else store_dtype).clone()
                      for k, v in out.items()}
             self.cache.put(key, entry, disk)
             entries.append(entry)
@@ -221,7 +225,8 @@ class Predictor:
 
     # -- cheap verb ------------------------------------------------------------------------------------
     def decode(self, features: dict, prompts: SlicePrompts, original_size: tuple[int, int],
-               mask_input: torch.Tensor | None = None, multimask: bool | None = None, aspect: float = 1.0) -> Prediction:
+               mask_input: torch.Tensor | None = None, multimask: bool | None = None,
+               aspect: float = 1.0) -> Prediction:
         """Decode one slice's prompts against its cached ``features``.
 
         ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
@@ -241,7 +246,8 @@ class Predictor:
             low_res = low_res[:, best : best + 1]
             logits = self.model.sam.postprocess_masks(low_res, transform.input_size, transform.square_size)
             if transform.square_size != tuple(original_size):
-                logits = torch.nn.functional.interpolate(logits, tuple(original_size), mode="bilinear", align_corners=False)
+                logits = torch.nn.functional.interpolate(logits, tuple(original_size), mode="bilinear",
+                                                         align_corners=False)
             lowres = self.model.spec.lowres_size  # the detail path's full-resolution logits are fed back at L
             feed = torch.nn.functional.interpolate(low_res.float(), (lowres, lowres), mode="area") \
                 if low_res.shape[-1] != lowres else low_res.float().clone()

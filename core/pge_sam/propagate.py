@@ -60,7 +60,8 @@ class PropagationConfig:
         if self.direction not in ("both", "forward", "backward"):
             raise InputError(f"direction must be 'both', 'forward' or 'backward', got {self.direction!r}")
         if self.min_area < 1:
-            raise InputError(f"min_area must be at least 1 pixel (an empty mask always stops propagation), got {self.min_area}")
+            raise InputError("min_area must be at least 1 pixel (an empty mask always stops propagation), "
+                             f"got {self.min_area}")
         for name in ("iou_threshold", "min_content_match", "min_predicted_iou"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")

@@ -114,7 +114,8 @@ class Session:
         return to_uint8(raw, *self.value_range)
 
     def aspect(self, axis: int | None = None) -> float:
-        """Pixel aspect (row spacing / column spacing) of slices along ``axis``; non-square pixels are resampled for the model."""
+        """Pixel aspect (row spacing / column spacing) of slices along ``axis``; non-square pixels are resampled for
+        the model."""
         axis = self.axis if axis is None else axis
         if self.is2d:
             return float(self.spacing[0]) / float(self.spacing[1])
@@ -126,7 +127,8 @@ class Session:
         """Add a positive/negative click at volume index (z, y, x) (or (row, col) in 2D) and re-segment that slice."""
         axis = self._axis(axis)
         sp = locate(point, self.image.shape, axis)
-        prompts = self._obj.prompts.get((axis, sp.index), SlicePrompts()).with_point(Point(sp.row, sp.col, bool(positive)))
+        prompts = self._obj.prompts.get((axis, sp.index), SlicePrompts()).with_point(
+            Point(sp.row, sp.col, bool(positive)))
         return self._segment_slice(axis, sp.index, prompts, "point")
 
     def add_box(self, corner_a, corner_b, axis: int | None = None) -> Change:
@@ -217,7 +219,8 @@ class Session:
         self.state.next_label = max(self.state.next_label, int(label) + 1)
 
     def commit_object(self) -> int:
-        """Finish the current object: its voxels stay, its prompts and undo steps go; returns the next object's label."""
+        """Finish the current object: its voxels stay, its prompts and undo steps go; returns the next object's
+        label."""
         label = self.state.label
         self.state.undo = [step for step in self.state.undo if step.label != label]
         self._obj.prompts.clear()
@@ -317,7 +320,8 @@ class Session:
 
     def precompute(self, start: int | None = None, stop: int | None = None, axis: int | None = None,
                    progress: Progress | None = None) -> int:
-        """Encode slices ``start:stop`` along ``axis`` in batches (cached ones are skipped); returns how many were encoded."""
+        """Encode slices ``start:stop`` along ``axis`` in batches (cached ones are skipped); returns how many were
+        encoded."""
         axis = self._axis(axis)
         indices = range(*slice(start, stop).indices(self.shape[axis]))
         jobs = [self._job(axis, i) for i in indices]

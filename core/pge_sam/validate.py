@@ -35,7 +35,8 @@ def check_image(image, allow_rgb_shape: bool = False) -> bool:
 def check_labels(labels, shape: tuple[int, ...]) -> None:
     """The caller's label buffer: a writeable integer numpy array of the image's shape."""
     if not isinstance(labels, np.ndarray):
-        raise InputError(f"the label buffer must be a numpy array (got {type(labels).__name__}); it is written in place")
+        raise InputError(f"the label buffer must be a numpy array (got {type(labels).__name__}); "
+                         "it is written in place")
     if labels.shape != tuple(shape):
         raise InputError(f"label buffer shape {labels.shape} does not match the image shape {tuple(shape)}")
     if not np.issubdtype(labels.dtype, np.integer):

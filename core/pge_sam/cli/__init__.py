@@ -19,7 +19,8 @@ from ..errors import PgeSamError, PgeSamWarning
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "segment": ("pge_sam.cli.segment", "segment an image or volume from points/boxes, headless"),
-    "precompute": ("pge_sam.cli.precompute", "encode every slice into a portable embedding store (GPU machine -> laptop)"),
+    "precompute": ("pge_sam.cli.precompute",
+                   "encode every slice into a portable embedding store (GPU machine -> laptop)"),
     "models": ("pge_sam.cli.admin", "list the models and which weights are present"),
     "weights": ("pge_sam.cli.admin", "download official SAM checkpoints (explicit, with sha256 check)"),
     "train": ("pge_sam.cli.train", "train the base SAM or PGE adapters (resumable)"),
@@ -39,7 +40,8 @@ def plugin_commands() -> dict[str, tuple[str, str]]:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="pge-sam", description="Interactive Segment-Anything segmentation that stays accurate on degraded scans.")
+    parser = argparse.ArgumentParser(prog="pge-sam", description="Interactive Segment-Anything segmentation "
+                                                                 "that stays accurate on degraded scans.")
     parser.add_argument("--version", action="version", version=f"pge-sam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in {**COMMANDS, **plugin_commands()}.items():

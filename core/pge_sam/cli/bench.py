@@ -14,8 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", default=None,
                    help="comma-separated classical baselines (default: all: random_walker, region_grow, watershed, "
                         "grabcut and the reference answer), each with its parameters tuned on the dev split")
-    p.add_argument("--quick", action="store_true", help="small subset (about a minute): 2 targets per modality, clean + severity 3")
-    p.add_argument("--split", default="test", choices=("test", "dev"), help="targets to run on: test (report) or dev (tune)")
+    p.add_argument("--quick", action="store_true",
+                   help="small subset (about a minute): 2 targets per modality, clean + severity 3")
+    p.add_argument("--split", default="test", choices=("test", "dev"),
+                   help="targets to run on: test (report) or dev (tune)")
     p.add_argument("--design", default="rotate", choices=("rotate", "grid"),
                    help="rotate (default): every target clean plus --per-image degraded conditions per image in turn; "
                         "grid: every target under every degradation and severity")
@@ -27,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench-out", help="output folder (results.csv, summary.md, *.png); reruns resume")
     p.add_argument("--fresh", action="store_true", help="start a new results.csv instead of resuming")
     p.add_argument("--modalities", default="mri,ct", help="comma-separated: mri, ct")
-    p.add_argument("--degradations", default=None, help="comma-separated degradation names (default: all of each modality)")
+    p.add_argument("--degradations", default=None,
+                   help="comma-separated degradation names (default: all of each modality)")
     p.add_argument("--severities", default=None, help="comma-separated severities, 0 = clean (default: 0,1,2,3)")
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)

@@ -11,7 +11,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls.add_argument("--modality", choices=["mri", "ct"], default=None)
     pv = sub.add_parser("preview", help="write a PNG grid of one slice at every degradation and severity")
     pv.add_argument("--modality", choices=["mri", "ct"], required=True)
-    pv.add_argument("--image", default=None, help="image file (default: MNI T1 axial slice for mri, Shepp-Logan for ct)")
+    pv.add_argument("--image", default=None,
+                    help="image file (default: MNI T1 axial slice for mri, Shepp-Logan for ct)")
     pv.add_argument("--slice", type=int, default=None, help="axial slice of a volume (default: middle)")
     pv.add_argument("--out", required=True, help="output PNG path")
     pv.add_argument("--seed", type=int, default=0)

@@ -30,19 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--box", dest="box", action=_Ordered, metavar="Z,Y0,X0:Z,Y1,X1",
                    help="box from two opposite corners on the same slice")
     p.add_argument("--next-object", dest="next", action=_Ordered, nargs=0, help="start a new object (new label id)")
-    p.add_argument("--propagate", dest="propagate", action=_Ordered, nargs=0, help="propagate the current object through the volume")
+    p.add_argument("--propagate", dest="propagate", action=_Ordered, nargs=0,
+                   help="propagate the current object through the volume")
     p.add_argument("--out", required=True, help="output label file (.nii.gz, .nrrd, .mha, .tif; .png for 2D); "
                    "checked before any work, never the input image")
-    p.add_argument("--force", action="store_true", help="replace --out if it exists (writing back into --labels-in needs no --force)")
-    p.add_argument("--labels-in", default=None, help="existing label file to continue from (never overwritten voxel-wise unless --overwrite)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it exists (writing back into --labels-in needs no --force)")
+    p.add_argument("--labels-in", default=None,
+                   help="existing label file to continue from (never overwritten voxel-wise unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="let new objects overwrite other labels' voxels")
-    p.add_argument("--model", default=None, help="model name (default: pge_sam_tiny, or sam_tiny when the adapter is not installed); see `pge-sam models`")
+    p.add_argument("--model", default=None,
+                   help="model name (default: pge_sam_tiny, or sam_tiny when the adapter is not installed); "
+                        "see `pge-sam models`")
     p.add_argument("--checkpoint", default=None, help="base SAM weights file")
     p.add_argument("--adapter", default=None, help="PGE adapter weights file")
     p.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
     p.add_argument("--axis", type=int, default=0, help="slicing axis of the volume: 0 (Z), 1 (Y) or 2 (X)")
     p.add_argument("--norm", default="percentile:0.5,99.5", help="percentile:LOW,HIGH or window:LEVEL,WIDTH")
-    p.add_argument("--cache-dir", default=None, help="zarr folder for an on-disk embedding cache that survives restarts")
+    p.add_argument("--cache-dir", default=None,
+                   help="zarr folder for an on-disk embedding cache that survives restarts")
     p.add_argument("--embeddings", default=None, metavar="STORE",
                    help="embedding store made by `pge-sam precompute` for this image and model (checked; "
                         "its slices are not encoded again)")
@@ -115,7 +121,8 @@ def run(args) -> int:
         labels = read_labels(args.labels_in, image)
     else:
         labels = np.zeros(image.array.shape, np.uint16)
-    model = build_model(args.model or default_model(), checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
+    model = build_model(args.model or default_model(), checkpoint=args.checkpoint, adapter=args.adapter,
+                        device=args.device)
     warning = cpu_warning(model.device)
     if warning and model.spec.name != "tiny":
         print(f"warning: {warning}")

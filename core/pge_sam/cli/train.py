@@ -21,11 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", type=int, default=16, help="with validate: held-out scenes per condition")
     p.add_argument("--config", default=None, help="YAML file with TrainConfig fields (see configs/)")
     p.add_argument("--backbone", default=None, help="tiny (default), vit_b, vit_l or vit_h")
-    p.add_argument("--out", dest="out_dir", default=None, help="run folder (checkpoints, metrics.csv, exported weights)")
+    p.add_argument("--out", dest="out_dir", default=None,
+                   help="run folder (checkpoints, metrics.csv, exported weights)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--frl", choices=["foreground", "global", "none"], default=None, help="reconstruction loss (pge stage)")
+    p.add_argument("--frl", choices=["foreground", "global", "none"], default=None,
+                   help="reconstruction loss (pge stage)")
     p.add_argument("--base-weights", dest="base_weights", default=None,
                    help="base SAM weights for the pge, robust and ref stages")
     p.add_argument("--init", default=None,

@@ -82,12 +82,14 @@ def paired_difference(rows: list[dict], a: str, b: str, key: str = "iou_5", moda
     same rows, same intervals). ``None`` when no row matches.
     """
     def keep(r):
-        return (modality is None or r["modality"] == modality) and ((r["severity"] >= 2) if degraded else (r["severity"] == 0))
+        return ((modality is None or r["modality"] == modality)
+                and ((r["severity"] >= 2) if degraded else (r["severity"] == 0)))
 
     by_key: dict[tuple, dict[str, float]] = {}
     for r in rows:
         if r["predictor"] in (a, b) and keep(r):
-            by_key.setdefault((r["modality"], r["degradation"], r["severity"], r["target"]), {})[r["predictor"]] = r.get(key, np.nan)
+            by_key.setdefault((r["modality"], r["degradation"], r["severity"], r["target"]), {})[r["predictor"]] = \
+                r.get(key, np.nan)
     matched = [(k, v) for k, v in by_key.items() if a in v and b in v]
     return _paired([(v[a], v[b]) for _, v in matched], [(k[0], k[3]) for k, _ in matched], resamples, seed)
 
@@ -126,7 +128,8 @@ def paired_markdown(rows: list[dict]) -> list[str]:
                 for b in predictors[i + 1:]:
                     p = paired_difference(rows, a, b, key, modality=modality, degraded=degraded)
                     if p is not None:
-                        lines.append(f"| {modality or 'all'} | {'severity >= 2' if degraded else 'clean'} | {a} | {b} | "
+                        lines.append(f"| {modality or 'all'} | {'severity >= 2' if degraded else 'clean'} | "
+                                     f"{a} | {b} | "
                                      f"{p.n} | {p.mean_a:.3f} | {p.mean_b:.3f} | {p.diff:+.3f} | "
                                      f"{p.low:+.3f} .. {p.high:+.3f} | {p.targets} | "
                                      f"{p.target_low:+.3f} .. {p.target_high:+.3f} |")
@@ -150,7 +153,8 @@ def cost_markdown(rows: list[dict]) -> list[str]:
             stats = [degradation_cost(rows, predictor, key, modality) for key, _ in metrics]
             if stats[0] is None:
                 continue
-            cells = " | ".join("- | -" if p is None else f"{p.mean_a:.3f} | {p.diff:+.3f} ({p.low:+.3f} .. {p.high:+.3f})"
+            cells = " | ".join("- | -" if p is None
+                               else f"{p.mean_a:.3f} | {p.diff:+.3f} ({p.low:+.3f} .. {p.high:+.3f})"
                                for p in stats)
             lines.append(f"| {modality} | {predictor} | {stats[0].n} | {cells} |")
     return lines if len(lines) > 6 else []

@@ -116,7 +116,8 @@ def summary_markdown(rows: list[dict]) -> str:
         for name in names:
             for severity in sorted({r["severity"] for r in in_modality if r["degradation"] == name}):
                 for predictor in predictors:
-                    cell = [r for r in in_modality if (r["degradation"], r["severity"], r["predictor"]) == (name, severity, predictor)]
+                    cell = [r for r in in_modality
+                            if (r["degradation"], r["severity"], r["predictor"]) == (name, severity, predictor)]
                     if cell:
                         values = " | ".join(_fmt(_mean(cell, key), key) for key, _ in METRICS)
                         lines.append(f"| {modality} | {name} | {severity} | {predictor} | {len(cell)} | {values} |")
@@ -169,12 +170,14 @@ def best_classical(rows: list[dict], modality: str) -> str | None:
 def overview_markdown(rows: list[dict]) -> list[str]:
     """Clean results per modality and predictor with target-resampled intervals, and the line to beat."""
     lines = ["", "## Overview (clean)", "",
-             "| modality | predictor | targets | mIoU | 95 % interval (targets) | IoU@1 | IoU@5 | NoC@85 | NoC@90 | box IoU |",
+             "| modality | predictor | targets | mIoU | 95 % interval (targets) | IoU@1 | IoU@5 | NoC@85 | NoC@90 | "
+             "box IoU |",
              "|" + "---|" * 10]
     notes = []
     for modality in _ordered(r["modality"] for r in rows):
         for predictor in _ordered(r["predictor"] for r in rows):
-            clean = [r for r in rows if r["modality"] == modality and r["predictor"] == predictor and r["severity"] == 0]
+            clean = [r for r in rows
+                     if r["modality"] == modality and r["predictor"] == predictor and r["severity"] == 0]
             if not clean:
                 continue
             by_target: dict[str, list[float]] = {}
@@ -186,8 +189,10 @@ def overview_markdown(rows: list[dict]) -> list[str]:
             lines.append(f"| {modality} | {predictor} | {len(by_target)} | " + " | ".join(cells) + " |")
         best = best_classical(rows, modality)
         if best:
+            best_miou = _mean([r for r in rows
+                               if r["modality"] == modality and r["predictor"] == best and r["severity"] == 0], "miou")
             notes.append(f"- {modality}: the line to beat is **{best}** (best classical method, clean mIoU "
-                         f"{_mean([r for r in rows if r['modality'] == modality and r['predictor'] == best and r['severity'] == 0], 'miou'):.3f}).")
+                         f"{best_miou:.3f}).")
     return lines + ([""] + notes if notes else [])
 
 
@@ -274,9 +279,11 @@ def plot_iou_curves(rows: list[dict], modality: str, path: Path) -> Path:
 
 
 def plot_noc_bars(rows: list[dict], modality: str, path: Path) -> Path:
-    """Mean NoC@85 per degradation (bars per predictor; severities >= 1 pooled) for ``modality``; writes PNG ``path``."""
+    """Mean NoC@85 per degradation (bars per predictor; severities >= 1 pooled) for ``modality``;
+    writes PNG ``path``."""
     mine = [r for r in rows if r["modality"] == modality]
-    names = [n for n in _ordered([CLEAN] + [r["degradation"] for r in mine]) if any(r["degradation"] == n for r in mine)]
+    names = [n for n in _ordered([CLEAN] + [r["degradation"] for r in mine])
+             if any(r["degradation"] == n for r in mine)]
     predictors = _ordered(r["predictor"] for r in mine)
     width = 0.8 / len(predictors)
     figure = _figure(max(5.0, 0.7 * len(names) * max(1, len(predictors) / 2) + 1.5), 3.6)
@@ -284,7 +291,8 @@ def plot_noc_bars(rows: list[dict], modality: str, path: Path) -> Path:
     x = np.arange(len(names))
     tallest = 1.0
     for i, predictor in enumerate(predictors):
-        heights = [_mean([r for r in mine if r["degradation"] == n and r["predictor"] == predictor], "noc85") for n in names]
+        heights = [_mean([r for r in mine if r["degradation"] == n and r["predictor"] == predictor], "noc85")
+                   for n in names]
         tallest = max([tallest] + [h for h in heights if not np.isnan(h)])
         axis.bar(x + (i - (len(predictors) - 1) / 2) * width, heights, width, label=predictor)
     axis.set_xticks(x, names, rotation=45, ha="right", fontsize=8)

@@ -92,7 +92,8 @@ class PGEModules(nn.Module):
         return embedding + gate * self.r_out(x)
 
 
-def guidance_maps(prompts: PromptBatch, img_size: int, grid: int, batch: int, device, sigma: float = 1.5) -> torch.Tensor:
+def guidance_maps(prompts: PromptBatch, img_size: int, grid: int, batch: int, device,
+                  sigma: float = 1.5) -> torch.Tensor:
     """PGG input (B, 4, grid, grid): positive clicks, negative clicks, box, sigmoid(previous logits).
 
     Click maps are Gaussians (``sigma`` in grid cells, peak 1, max over
@@ -104,7 +105,8 @@ def guidance_maps(prompts: PromptBatch, img_size: int, grid: int, batch: int, de
     axis = torch.arange(grid, device=device, dtype=torch.float32) + 0.5
     if prompts.coords is not None:
         xy = prompts.coords.float() * scale  # (B, N, 2)
-        d2 = (axis[None, None, None, :] - xy[..., 0, None, None]) ** 2 + (axis[None, None, :, None] - xy[..., 1, None, None]) ** 2
+        d2 = ((axis[None, None, None, :] - xy[..., 0, None, None]) ** 2
+              + (axis[None, None, :, None] - xy[..., 1, None, None]) ** 2)
         g = torch.exp(-d2 / (2 * sigma**2))  # (B, N, grid, grid)
         for channel, want in ((0, 1), (1, 0)):
             sel = (prompts.labels == want).float()[..., None, None]
@@ -124,7 +126,8 @@ class PGESamModel(SegmentationModel):
 
     variant = "pge"
 
-    def __init__(self, sam, spec: BackboneSpec, name: str, low_dim: int, guide_dim: int, restore_dim: int, n_blocks: int = 3) -> None:
+    def __init__(self, sam, spec: BackboneSpec, name: str, low_dim: int, guide_dim: int, restore_dim: int,
+                 n_blocks: int = 3) -> None:
         super().__init__(sam, spec, name)
         self.pge = PGEModules(spec, low_dim, guide_dim, restore_dim, n_blocks)
         # False: the ablation without prompt guidance (zero guidance maps); saved in the adapter's header
@@ -155,7 +158,8 @@ class PGESamModel(SegmentationModel):
             maps = torch.zeros_like(maps)
         enhanced = self.pge.enhance(embedding, early, maps)
         detail = detail_features(features)
-        if detail is not None and enhanced.shape[0] != features["embedding"].shape[0]:  # one enhanced map per prompt set
+        # one enhanced map per prompt set
+        if detail is not None and enhanced.shape[0] != features["embedding"].shape[0]:
             detail = {name: v.repeat_interleave(k, 0) for name, v in detail.items()}
         low_res, iou = self._sam_decode(enhanced, prompts, multimask, detail)
         return low_res, iou, enhanced

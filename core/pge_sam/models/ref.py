@@ -165,7 +165,8 @@ def prompt_maps(prompts: PromptBatch, t: int, side: int, input_size: int, box_xy
     if prompts.coords is not None:
         x = (prompts.coords[..., 0] - box_xyxy[:, None, 0]) * scale[:, None]  # (T, N)
         y = (prompts.coords[..., 1] - box_xyxy[:, None, 1]) * scale[:, None]
-        d2 = (grid[None, None, :, None] - y[..., None, None]) ** 2 + (grid[None, None, None, :] - x[..., None, None]) ** 2
+        d2 = ((grid[None, None, :, None] - y[..., None, None]) ** 2
+              + (grid[None, None, None, :] - x[..., None, None]) ** 2)
         inside = d2 <= radius**2  # (T, N, side, side)
         for channel, label in ((0, 1), (1, 0)):
             sel = (prompts.labels == label)[..., None, None]

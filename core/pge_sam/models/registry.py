@@ -213,7 +213,8 @@ def load_base(model: SegmentationModel, path: Path, new_detail_ok: bool = False)
                 drop_detail(model)
         W.load_into(model.sam, tensors, path, f"sam_{backbone}")
     else:
-        expected = W.OFFICIAL[backbone].sha256 if (backbone in W.OFFICIAL and path.name == W.OFFICIAL[backbone].filename) else None
+        expected = (W.OFFICIAL[backbone].sha256
+                    if (backbone in W.OFFICIAL and path.name == W.OFFICIAL[backbone].filename) else None)
         W.load_sam_checkpoint(model.sam, path, f"sam_{backbone}", expected_sha256=expected)
     model.weights_changed(str(path))
 

@@ -219,7 +219,8 @@ class RobustSamModel(SegmentationModel):
         d, h, w = src.shape[-1], embedding.shape[2], embedding.shape[3]
         upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(t, d, h, w))
         out = hs[:, 1 : 1 + N_ROBUST_TOKENS]
-        per_set = robust_features if b == 1 else robust_features.repeat_interleave(k, 0)  # one image: broadcast, no copy
+        # one image: broadcast, no copy
+        per_set = robust_features if b == 1 else robust_features.repeat_interleave(k, 0)
         features = self.robust.mask_branch(upscaled, clean) + per_set
         if clean:
             weights = torch.stack([mlp(out[:, i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)

@@ -101,7 +101,8 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
     if not use_box:
         coords = torch.tensor([[first_click(g, rng)] for g in gts_np], device=gt.device)
         labels = torch.ones(b, 1, dtype=torch.long, device=gt.device)
-    mask_only = set(rng.choice(np.arange(1, cfg.rounds), size=cfg.mask_only_rounds, replace=False).tolist()) if cfg.rounds > 1 else set()
+    mask_only = (set(rng.choice(np.arange(1, cfg.rounds), size=cfg.mask_only_rounds, replace=False).tolist())
+                 if cfg.rounds > 1 else set())
     graded = _graded_rounds(cfg, rng)
     mask_input, pred = None, None
     total = torch.zeros((), device=gt.device)
@@ -165,7 +166,8 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
             with torch.no_grad():
                 prev_soft = soft_iou(logits[pick, best].detach(), target[:, 0])
         mask_input = low_res[pick, best][:, None].detach().float()
-        if cfg.stage == "ref":  # what the predictor feeds back: the final mask at L and the memory (error map, SAM's logits)
+        # what the predictor feeds back: the final mask at L and the memory (error map, SAM's logits)
+        if cfg.stage == "ref":
             lowres = model.spec.lowres_size
             mask_input = torch.cat([F.interpolate(mask_input, (lowres, lowres), mode="area"), extras["memory"]], 1)
         with torch.no_grad():
@@ -393,11 +395,14 @@ def export(model, cfg: TrainConfig, step: int, elapsed: float, prefix: str = "")
     """
     import platform
 
-    meta = {"steps": step, "wall_seconds": round(elapsed), "machine": f"{platform.machine()} {platform.processor() or ''} "
-            f"{'cuda' if model.device.type == 'cuda' else 'cpu'} threads={torch.get_num_threads()}".strip(),
+    meta = {"steps": step, "wall_seconds": round(elapsed),
+            "machine": f"{platform.machine()} {platform.processor() or ''} "
+                       f"{'cuda' if model.device.type == 'cuda' else 'cpu'} threads={torch.get_num_threads()}".strip(),
             "training_data": "pge_sam.train.synth procedural scenes" + (
-                f" + pge_sam.train.synthseg SynthSeg-style scenes ({cfg.synthseg_prob:.0%})" if cfg.synthseg_prob else "")
-            + (f", {1 - cfg.clean_prob:.0%} degraded" if cfg.degrade_base or cfg.stage != "base" else "") + " (no benchmark images)",
+                f" + pge_sam.train.synthseg SynthSeg-style scenes ({cfg.synthseg_prob:.0%})"
+                if cfg.synthseg_prob else "")
+            + (f", {1 - cfg.clean_prob:.0%} degraded" if cfg.degrade_base or cfg.stage != "base" else "")
+            + " (no benchmark images)",
             "config": cfg.to_dict(), "version": 1}
     model.eval()
     if cfg.stage == "base":
@@ -434,15 +439,22 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     with open(csv_path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS if rows and k in rows[0]}  # older runs lack new columns
+    # older runs lack new columns
+    df = {k: np.array([float(r[k]) for r in rows]) for k in METRICS if rows and k in rows[0]}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for col in ("loss", "seg", "frl", "click", "token", "feature", "refine"):
         if col in df and np.abs(df[col]).sum() > 0:
             axes[0].plot(df["step"], df[col], label=col)
-    axes[0].set_xlabel("step"); axes[0].set_yscale("log"); axes[0].legend(); axes[0].set_title("losses")
+    axes[0].set_xlabel("step")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    axes[0].set_title("losses")
     axes[1].plot(df["step"], df["iou_first"], label="round 1")
     axes[1].plot(df["step"], df["iou_last"], label="last round")
-    axes[1].set_xlabel("step"); axes[1].set_ylim(0, 1); axes[1].legend(); axes[1].set_title("training IoU")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylim(0, 1)
+    axes[1].legend()
+    axes[1].set_title("training IoU")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

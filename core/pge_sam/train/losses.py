@@ -1,4 +1,5 @@
-"""Training losses: SAM-style segmentation loss, the Foreground Reconstruction Loss (FRL) and RobustSAM's consistency terms."""
+"""Training losses: SAM-style segmentation loss, the Foreground Reconstruction Loss (FRL) and RobustSAM's
+consistency terms."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def foreground_mask(gt: torch.Tensor, size: int) -> torch.Tensor:
     return F.max_pool2d((area > 0).float(), 3, stride=1, padding=1)
 
 
-def reconstruction_loss(enhanced: torch.Tensor, clean: torch.Tensor, gt: torch.Tensor | None, eps: float = 1e-6) -> torch.Tensor:
+def reconstruction_loss(enhanced: torch.Tensor, clean: torch.Tensor, gt: torch.Tensor | None,
+                        eps: float = 1e-6) -> torch.Tensor:
     """FRL = sum(M * (F' - F_clean)^2) / (C * sum(M) + eps); ``gt=None`` gives the global-MSE ablation (M = 1).
 
     ``enhanced``/``clean``: (B, C, h, w); ``gt``: (B, 1, S, S) ground truth at input resolution.
@@ -88,7 +90,8 @@ def consistency_losses(degraded: dict, clean: dict) -> tuple[torch.Tensor, torch
     output tokens and ``mask_features`` (T, D/8, 4h, 4w). Returns (token MSE,
     feature MSE); nothing is detached, as in the release.
     """
-    return F.mse_loss(degraded["tokens"], clean["tokens"]), F.mse_loss(degraded["mask_features"], clean["mask_features"])
+    return (F.mse_loss(degraded["tokens"], clean["tokens"]),
+            F.mse_loss(degraded["mask_features"], clean["mask_features"]))
 
 
 def normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,

@@ -49,7 +49,8 @@ def validate(model, samples: list, clicks: int) -> dict[str, float]:
     finally:
         model.train(was_training)
     steps = np.concatenate([np.diff(c) for c in curves]) if clicks > 1 else np.zeros(1)
-    return {"val_iou_first": float(np.mean([c[0] for c in curves])), "val_iou_last": float(np.mean([c[-1] for c in curves])),
+    return {"val_iou_first": float(np.mean([c[0] for c in curves])),
+            "val_iou_last": float(np.mean([c[-1] for c in curves])),
             "val_miou": float(np.mean([c.mean() for c in curves])), "val_drop_rate": float(np.mean(steps < -0.02))}
 
 
@@ -67,7 +68,8 @@ def per_degradation_table(backbone: str = "tiny", base_weights=None, adapter=Non
     pge = build_model(f"pge_sam_{backbone}", checkpoint=base_weights, adapter=adapter, device=device)
     synth = SynthConfig()
     clean_cfg = TrainConfig(stage="base", val_scenes=scenes)
-    lines = [f"| condition (severity {severity}) | sam_{backbone} | pge_sam_{backbone} | difference |", "|---|---|---|---|"]
+    lines = [f"| condition (severity {severity}) | sam_{backbone} | pge_sam_{backbone} | difference |",
+             "|---|---|---|---|"]
     rows = [("clean", validation_samples(clean_cfg, synth, []))]
     for name in list_degradations():
         cfg = TrainConfig(stage="pge", val_scenes=scenes, severities=(severity,))
