@@ -8,6 +8,7 @@ the slice the session encodes is the raw slice.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -56,24 +57,29 @@ def assert_same(session: Session, index: int, prediction_logits, ref_out, label:
         np.testing.assert_allclose(prediction_logits, ref_logits, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("first_click_multimask", [True, False], ids=["sam-rule", "single-token"])
 @pytest.mark.parametrize("name", ["sam_tiny", "pge_sam_tiny"])
-def test_session_matches_sam_predictor(name, request, u8_volume):
+def test_session_matches_sam_predictor(name, first_click_multimask, request, u8_volume):
     """Points, a second point with the previous low-res logits fed back, a box, box + point; untrained PGE == SAM.
 
     segment-anything's predictor knows nothing of the tiny backbone's detail path, so the
-    comparison is with that path removed (``test_detail.py`` checks the path itself).
+    comparison is with that path removed (``test_detail.py`` checks the path itself). A lone first click
+    is answered as the backbone says: SAM's rule (three masks, the best-scored kept; the ViT backbones) or the
+    single-output token (the tiny backbone).
     """
     model = copy.deepcopy(request.getfixturevalue(name))
     drop_detail(model)
+    assert model.spec.first_click_multimask is False  # the tiny backbone's own setting
+    model.spec = dataclasses.replace(model.spec, first_click_multimask=first_click_multimask)
     labels = np.zeros(u8_volume.shape, np.uint16)
     session = Session(Predictor(model), u8_volume, labels, normalization=IDENTITY, prefetch=0)
     label = session.label
 
-    # slice 1: one positive point (multimask, best by predicted IoU), then a negative one with mask input
+    # slice 1: one positive point (as the backbone says), then a negative one with mask input
     np.testing.assert_array_equal(session.slice_u8(1), u8_volume[1])
     ref = reference_predictor(model, u8_volume[1])
     session.add_point((1, 20, 28), positive=True)
-    first = ref_predict(ref, True, point_coords=np.array([[28, 20]]), point_labels=np.array([1]))
+    first = ref_predict(ref, first_click_multimask, point_coords=np.array([[28, 20]]), point_labels=np.array([1]))
     assert_same(session, 1, None, first, label)
     session.add_point((1, 8, 45), positive=False)
     second = ref_predict(ref, False, point_coords=np.array([[28, 20], [45, 8]]), point_labels=np.array([1, 0]),

@@ -231,10 +231,13 @@ class Predictor:
 
         ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
         ``multimask=None`` asks for three masks (keeping the best by predicted
-        IoU) only for a single point with no box and no previous mask, as SAM does.
+        IoU) only for a single point with no box and no previous mask, as SAM does,
+        and only when the backbone's ``first_click_multimask`` says so (the tiny
+        decoders answer a lone click better with their single-output token).
         """
         if multimask is None:
-            multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
+            multimask = self.model.spec.first_click_multimask and len(prompts.points) == 1 \
+                and prompts.box is None and mask_input is None
         transform = self.transform(original_size, aspect)
         with self._decode_lock, torch.inference_mode():
             feats = {k: v[None].float() for k, v in features.items()}
