@@ -64,12 +64,12 @@ def test_session_matches_sam_predictor(name, first_click_multimask, request, u8_
 
     segment-anything's predictor knows nothing of the tiny backbone's detail path, so the
     comparison is with that path removed (``test_detail.py`` checks the path itself). A lone first click
-    is answered as the backbone says: SAM's rule (three masks, the best-scored kept; the ViT backbones) or the
-    single-output token (the tiny backbone).
+    is answered as the backbone says: SAM's rule (three masks, the best-scored kept; every shipped backbone) or
+    the single-output token.
     """
     model = copy.deepcopy(request.getfixturevalue(name))
     drop_detail(model)
-    assert model.spec.first_click_multimask is False  # the tiny backbone's own setting
+    assert model.spec.first_click_multimask is True  # the shipped setting: SAM's rule
     model.spec = dataclasses.replace(model.spec, first_click_multimask=first_click_multimask)
     labels = np.zeros(u8_volume.shape, np.uint16)
     session = Session(Predictor(model), u8_volume, labels, normalization=IDENTITY, prefetch=0)

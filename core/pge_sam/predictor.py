@@ -232,8 +232,8 @@ class Predictor:
         ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
         ``multimask=None`` asks for three masks (keeping the best by predicted
         IoU) only for a single point with no box and no previous mask, as SAM does,
-        and only when the backbone's ``first_click_multimask`` says so (the tiny
-        decoders answer a lone click better with their single-output token).
+        and only when the backbone's ``first_click_multimask`` says so (else the
+        single-output token answers a lone click).
         """
         if multimask is None:
             multimask = self.model.spec.first_click_multimask and len(prompts.points) == 1 \

@@ -35,7 +35,7 @@ class BackboneSpec:
     iou_head_hidden_dim: int = 256
     detail: bool = False
     # a lone click (one point, no box, no previous mask) asks for three masks and keeps the best-scored one, as
-    # SAM does; False: the single-output token answers it (the tiny decoders: better on DM-Seg-mini's dev split)
+    # SAM does; False: the decoder's single-output token answers it
     first_click_multimask: bool = True
 
     @property
@@ -76,8 +76,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         decoder_mlp_dim=512,
         decoder_heads=4,
         iou_head_hidden_dim=128,
-        detail=True,
-        first_click_multimask=False,  # dev split, 2D: mIoU +0.014..+0.021 and IoU@3 +0.05..+0.09 (docs/benchmark.md)
+        detail=True,  # first_click_multimask=False: better 2D clicks, worse 3D CT (docs/benchmark.md, session 12)
     ),
 }
 
