@@ -149,3 +149,19 @@ def test_explicit_unavailable_device_is_an_error():
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_a_lone_click_keeps_the_best_scored_mask_or_the_most_specific_one_near_it():
+    from pge_sam.models.backbones import BACKBONES
+    from pge_sam.models.base import first_click_choice
+
+    iou = torch.tensor([[0.30, 0.90, 0.70], [0.80, 0.85, 0.20], [0.9, 0.1, 0.1]])
+    logits = -torch.ones(3, 3, 8, 8)
+    for row, areas in enumerate(((40, 64, 9), (0, 30, 5), (50, 4, 2))):  # mask m covers areas[m] pixels
+        for m, area in enumerate(areas):
+            logits[row, m].view(-1)[:area] = 1.0
+    assert first_click_choice(iou, logits).tolist() == [1, 1, 0]  # margin 0: SAM's best-scored
+    # within 0.3 of the best: row 0 masks 1, 2 -> the smaller 2; row 1: mask 0 is empty -> 1; row 2: only mask 0
+    assert first_click_choice(iou, logits, 0.3).tolist() == [2, 1, 0]
+    assert first_click_choice(iou, logits, 0.9).tolist() == [2, 2, 2]
+    assert BACKBONES["vit_b"].first_click_margin == BACKBONES["tiny"].first_click_margin == 0.0  # SAM's rule

@@ -25,7 +25,7 @@ from .cache import CacheKey, EmbeddingCache, content_hash
 from .device import encoder_autocast, precision_for
 from .disk_cache import DiskStore
 from .errors import InputError
-from .models.base import SegmentationModel
+from .models.base import SegmentationModel, first_click_choice
 from .progress import Progress, check_cancel, ensure
 from .prompts import InputTransform, SlicePrompts, to_batch
 
@@ -230,14 +230,12 @@ class Predictor:
         """Decode one slice's prompts against its cached ``features``.
 
         ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
-        ``multimask=None`` asks for three masks (keeping the best by predicted
-        IoU) only for a single point with no box and no previous mask, as SAM does,
-        and only when the backbone's ``first_click_multimask`` says so (else the
-        single-output token answers a lone click).
+        ``multimask=None`` asks for three masks only for a single point with no
+        box and no previous mask, as SAM does; which one is kept, the backbone's
+        ``first_click_margin`` says (:func:`~pge_sam.models.base.first_click_choice`).
         """
         if multimask is None:
-            multimask = self.model.spec.first_click_multimask and len(prompts.points) == 1 \
-                and prompts.box is None and mask_input is None
+            multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
         transform = self.transform(original_size, aspect)
         with self._decode_lock, torch.inference_mode():
             feats = {k: v[None].float() for k, v in features.items()}
@@ -245,7 +243,8 @@ class Predictor:
                 mask_input = mask_input.to(self.device, torch.float32)
             batch = to_batch(prompts, transform, mask_input, self.device)
             low_res, iou, *memory = self.model.decode(feats, batch, multimask)
-            best = int(torch.argmax(iou[0])) if multimask else 0
+            best = int(first_click_choice(iou, low_res, self.model.spec.first_click_margin,
+                                          self.model.sam.mask_threshold)[0]) if multimask else 0
             low_res = low_res[:, best : best + 1]
             logits = self.model.sam.postprocess_masks(low_res, transform.input_size, transform.square_size)
             if transform.square_size != tuple(original_size):

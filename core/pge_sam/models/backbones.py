@@ -34,9 +34,9 @@ class BackboneSpec:
     decoder_depth: int = 2
     iou_head_hidden_dim: int = 256
     detail: bool = False
-    # a lone click (one point, no box, no previous mask) asks for three masks and keeps the best-scored one, as
-    # SAM does; False: the decoder's single-output token answers it
-    first_click_multimask: bool = True
+    # a lone click (one point, no box, no previous mask) asks for three masks; 0 keeps the best-scored (SAM's
+    # rule), > 0 the smallest non-empty one scored within this of the best (models.base.first_click_choice)
+    first_click_margin: float = 0.0
 
     @property
     def mask_size(self) -> int:
@@ -76,7 +76,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         decoder_mlp_dim=512,
         decoder_heads=4,
         iou_head_hidden_dim=128,
-        detail=True,  # first_click_multimask=False: better 2D clicks, worse 3D CT (docs/benchmark.md, session 12)
+        detail=True,  # first_click_margin 0.5: better 2D, worse 3D on large objects (docs/benchmark.md, session 12)
     ),
 }
 

@@ -52,6 +52,21 @@ def detail_features(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k: features[k] for k in DETAIL_KEYS}
 
 
+def first_click_choice(iou: torch.Tensor, logits: torch.Tensor, margin: float = 0.0,
+                       threshold: float = 0.0) -> torch.Tensor:
+    """Which of the M masks a lone click keeps, per prompt set: (T,) indices from ``iou`` (T, M) and ``logits``
+    (T, M, H, W). ``margin`` 0: the best-scored mask (SAM's rule). ``margin`` > 0: the smallest non-empty mask
+    scored within ``margin`` of the best, the most specific object the click may mean (the best-scored when
+    every such mask is empty). Sets the backbone's ``first_click_margin``; ``threshold``: the mask threshold."""
+    best = iou.argmax(1)
+    if margin <= 0:
+        return best
+    area = (logits > threshold).flatten(2).sum(2).float()
+    near = (iou >= iou.max(1, keepdim=True).values - margin) & (area > 0)
+    smallest = torch.where(near, area, torch.full_like(area, float("inf"))).argmin(1)
+    return torch.where(near.any(1), smallest, best)
+
+
 class SegmentationModel(nn.Module):
     """Plain SAM: the base of every variant.
 

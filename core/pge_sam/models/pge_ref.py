@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneSpec
-from .base import PromptBatch
+from .base import PromptBatch, first_click_choice
 from .pge import PGESamModel
 from .ref import RefModules, ref_image, ref_sizes, refine, split_feedback
 
@@ -36,8 +36,8 @@ class PgeSamRefModel(PGESamModel):
     def decode(self, features, prompts: PromptBatch, multimask: bool):
         sam_prompts, previous, previous_error = split_feedback(prompts)
         coarse, iou, enhanced = self.decode_with_embedding(features, sam_prompts, multimask)
-        if multimask:  # refine PGE-SAM's best guess only
-            best = iou.argmax(1)
+        if multimask:  # refine PGE-SAM's chosen guess only
+            best = first_click_choice(iou, coarse, self.spec.first_click_margin, self.sam.mask_threshold)
             pick = torch.arange(coarse.shape[0], device=coarse.device)
             coarse, iou = coarse[pick, best][:, None], iou[pick, best][:, None]
         feats = {"ref_image": features["ref_image"], "ref_embedding": self.ref.project(enhanced)}

@@ -53,7 +53,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backbones import BackboneSpec
-from .base import PromptBatch, SegmentationModel
+from .base import PromptBatch, SegmentationModel, first_click_choice
 
 REF_KEYS = ("ref_image", "ref_embedding")
 SELECT_RATIO = 1.1  # the paper's threshold on the ratio of error areas between rounds
@@ -249,8 +249,8 @@ class SamRefModel(SegmentationModel):
         sam_prompts, previous, previous_error = split_feedback(prompts)
         if coarse is None:
             logits, iou = super().decode(features, sam_prompts, multimask)
-            if multimask:  # refine SAM's best guess only
-                best = iou.argmax(1)
+            if multimask:  # refine SAM's chosen guess only
+                best = first_click_choice(iou, logits, self.spec.first_click_margin, self.sam.mask_threshold)
                 pick = torch.arange(logits.shape[0], device=logits.device)
                 logits, iou = logits[pick, best][:, None], iou[pick, best][:, None]
         else:

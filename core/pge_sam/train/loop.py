@@ -177,13 +177,14 @@ def run_rounds(model, cfg: TrainConfig, feats: dict, teacher: dict | None, gt: t
 
 
 def _ref_decode(model, feats: dict, prompts: PromptBatch, multimask: bool):
-    """SAM's frozen decoder (its best mask by predicted IoU, as at inference), then the refiners with autograd."""
+    """SAM's frozen decoder (the mask a lone click keeps, as at inference), then the refiners with autograd."""
+    from ..models.base import first_click_choice
     from ..models.ref import split_feedback
 
     with torch.no_grad():
         coarse, iou = SegmentationModel.decode(model, feats, split_feedback(prompts)[0], multimask)
         if multimask:
-            best = iou.argmax(1)
+            best = first_click_choice(iou, coarse, model.spec.first_click_margin, model.sam.mask_threshold)
             pick = torch.arange(coarse.shape[0], device=coarse.device)
             coarse, iou = coarse[pick, best][:, None], iou[pick, best][:, None]
     final, _, extras = model.decode_ref(feats, prompts, False, coarse=coarse.float())
