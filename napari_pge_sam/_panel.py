@@ -19,6 +19,7 @@ SHORTCUTS = [
     ("Click", "positive point (points layer in add mode)"),
     ("Ctrl+Click", "negative point (Cmd+Click on macOS)"),
     ("T", "toggle positive / negative clicks"),
+    ("M", "another mask for the first click on a slice (whole / part / sub-part)"),
     ("R", "draw a box prompt (on the box layer)"),
     ("Ctrl+Z", "undo the last prompt (points / box layer)"),
     ("N", "next object (new label id)"),
@@ -104,14 +105,17 @@ class Panel:
         self.clear.setToolTip("Remove the current object's voxels and prompts (undoable)")
         self.polarity = QPushButton("Clicks: positive")
         self.polarity.setCheckable(True)
+        self.other_mask = QPushButton("Other mask")
+        self.other_mask.setToolTip("A first click may mean the whole, a part or a sub-part: show the model's next "
+                                   "mask for it (M; Undo goes back)")
         self.save = QPushButton("Save labels…")
         self.save.setToolTip("Write the labels with the image's geometry (NIfTI, NRRD, MHA); atomic, verified")
         for i, button in enumerate((self.precompute, self.propagate, self.cancel, self.polarity,
-                                    self.next_object, self.accept, self.undo, self.clear)):
+                                    self.next_object, self.accept, self.undo, self.clear, self.other_mask)):
             grid.addWidget(button, i // 4, i % 4)
         self.overwrite = QCheckBox("Paint over other objects")
         self.overwrite.setToolTip("Off (default): a new object never takes voxels of another object")
-        grid.addWidget(self.overwrite, 2, 0, 1, 3)
+        grid.addWidget(self.overwrite, 2, 1, 1, 2)
         grid.addWidget(self.save, 2, 3)
         self.save_embeddings = QPushButton("Save embeddings…")
         self.save_embeddings.setToolTip("Encode every slice along the slicing axis into a folder (carry it to "

@@ -56,6 +56,7 @@ class PgeSamWidget(QWidget):
                                (ui.cancel, self.cancel), (ui.next_object, self.next_object),
                                (ui.accept, self.accept), (ui.undo, self.undo), (ui.clear, self.clear),
                                (ui.polarity, self.toggle_polarity), (ui.save, self.save_labels),
+                               (ui.other_mask, self.other_mask),
                                (ui.save_embeddings, self.save_embeddings), (ui.load_embeddings, self.load_embeddings)):
             button.clicked.connect(lambda _=False, a=action: a())
         layers, dims = self.viewer.layers.events, self.viewer.dims.events
@@ -111,7 +112,7 @@ class PgeSamWidget(QWidget):
             self.ui.say(f"{layer.name}: {err}", True)
             return self.ui.show_axes(False)
         self.layers.connect(self._submit, self._refused, self._on_labels_data)
-        keys = {"Control-Z": self.undo, "N": self.next_object}
+        keys = {"Control-Z": self.undo, "N": self.next_object, "M": self.other_mask}
         self.layers.bind_keys({**keys, "T": self.toggle_polarity, "Enter": self.accept}, keys)
         self._refresh_image_choices()
         self.ui.show_axes(self.controller.ndim == 3)
@@ -226,6 +227,10 @@ class PgeSamWidget(QWidget):
     next_object = partialmethod(_edit, "next_object")  # a new object with a new label id
     accept = partialmethod(_edit, "accept")  # commit the object, start the next (other objects' voxels are kept)
     clear = partialmethod(_edit, "clear")  # remove the current object's voxels and prompts (Ctrl+Z brings them back)
+
+    def other_mask(self) -> None:
+        """Show the model's next mask for the first click on a slice (whole, part, sub-part; Undo goes back)."""
+        self._show(self._try("other mask", self.controller.other_mask))
 
     def precompute(self) -> None:
         """Encode every slice along the slicing axis in a worker (progress bar, cancellable)."""

@@ -482,3 +482,20 @@ def test_default_choice_prefers_present_tiny_models(tmp_path):
     assert default_choice(choices(True, True)).name == "pge_sam_tiny"
     assert default_choice(choices(False, True)).name == "sam_tiny"
     assert default_choice(choices(False, False)).name == "pge_sam_tiny"
+
+
+def test_other_mask_shows_the_next_proposal_for_a_first_click_and_waits_for_pending_clicks(exact_ctrl):
+    c = exact_ctrl
+    c.add_point(CENTRE)
+    grown = c.labels[6] == 1
+    update = c.other_mask()
+    assert update.change.slices == (6,) and "another mask for the click on slice 6" in update.message
+    assert (c.labels[6] == 1).sum() < grown.sum() and not ((c.labels[6] == 1) & ~grown).any()  # the fake: eroded
+    c.undo()
+    np.testing.assert_array_equal(c.labels[6] == 1, grown)
+    c.submit("point", (7.0, 24.0, 26.0))  # a click waiting for its slice: 'other mask' would answer the older one
+    assert "wait until the pending clicks are applied" in c.refusal("other mask")
+    c.pending.clear()
+    c.add_point((6.0, 24.0, 30.0))
+    with pytest.raises(PromptError, match="first positive click"):
+        c.other_mask()

@@ -127,6 +127,25 @@ def test_toggle_key_makes_plain_clicks_negative(scaled_mni, qtbot):
     assert list(widget.layers.points.features["positive"]) == [True, False]
 
 
+def test_other_mask_key_and_button_show_the_next_proposal_and_undo_goes_back(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume())
+    widget = PgeSamWidget(viewer, sessions=FakeSession.factory(), prefetch=0)
+    widget.other_mask()
+    assert "first positive click" in widget.message_text  # nothing clicked yet: refused, said why
+    click_index(widget, (6, 24, 26))
+    wait_idle(qtbot, widget)
+    labels, grown = widget.layers.labels, widget.layers.labels.data == 1
+    press(widget.layers.points, "M")
+    eroded = labels.data == 1
+    assert 0 < eroded.sum() < grown.sum() and "another mask" in widget.message_text  # the fake's next proposal
+    widget.ui.other_mask.click()
+    assert (labels.data == 1).sum() < eroded.sum()
+    press(widget.layers.points, "Control-Z")
+    np.testing.assert_array_equal(labels.data == 1, eroded)
+    assert len(widget.layers.points.data) == 1  # the click stays: only its mask changed
+
+
 def test_box_from_the_shapes_layer(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(ellipsoid_volume(), scale=(1.5, 0.7, 0.9), translate=(4.0, -2.0, 1.0))

@@ -248,3 +248,41 @@ def test_failed_propagate_leaves_no_undo_step(pred, volume):
     assert len(session.state.undo) == depth
     session.undo()  # must undo the click of object 1
     assert not labels.any()
+
+
+def test_other_mask_steps_through_a_lone_clicks_masks_and_undo_steps_back(pred, volume, monkeypatch):
+    """A first click is ambiguous (whole, part, sub-part): 'other mask' shows the model's next proposal."""
+    from pge_sam.errors import PromptError
+
+    labels = np.zeros(volume.shape, np.uint16)
+    session = Session(pred, volume, labels, prefetch=0)
+    session.add_point((3, 20, 28))
+    label, shown = session.label, []
+    shown.append(labels[3] == label)
+    for _ in range(3):
+        change = session.other_mask()
+        assert change.label == label and change.slices == (3,)
+        shown.append(labels[3] == label)
+    assert len({m.tobytes() for m in shown[:3]}) > 1  # the three proposals are not all the same mask
+    np.testing.assert_array_equal(shown[3], shown[0])  # three masks, then the click's own again
+    assert [m.kind for m in session.prompts()] == ["point"]  # the prompts are untouched
+    session.undo()
+    np.testing.assert_array_equal(labels[3] == label, shown[2])
+    session.undo()
+    session.undo()
+    np.testing.assert_array_equal(labels[3] == label, shown[0])
+    session.other_mask()  # counted again from the click: its second mask
+    np.testing.assert_array_equal(labels[3] == label, shown[1])
+
+    session.add_point((3, 10, 10), positive=False)  # a second prompt on the slice: no longer a lone click
+    with pytest.raises(PromptError, match="first positive click"):
+        session.other_mask()
+    session.next_object()
+    with pytest.raises(PromptError, match="first positive click"):  # the new object has no click yet
+        session.other_mask()
+
+    decode = pred.decode
+    monkeypatch.setattr(pred, "decode", lambda *a, **k: Prediction(**{**vars(decode(*a, **k)), "candidates": 1}))
+    session.add_point((4, 20, 28))
+    with pytest.raises(PromptError, match="one mask per click"):  # SAM-REF refines one mask: nothing to choose
+        session.other_mask()

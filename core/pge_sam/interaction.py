@@ -190,16 +190,18 @@ class Interaction:
         return f"object {self.label} · {where}{last}"
 
     def refusal(self, action: str, running=()) -> str | None:
-        """Why ``action`` ("prompt", "edit", "normalize", "propagate", "precompute", "embeddings" or "model")
-        cannot run now while jobs of the kinds ``running`` run (see :data:`JOB_KINDS`); ``None`` when it can."""
+        """Why ``action`` ("prompt", "edit", "other mask", "normalize", "propagate", "precompute", "embeddings" or
+        "model") cannot run now while jobs of the kinds ``running`` run (see :data:`JOB_KINDS`); ``None`` when it
+        can."""
         running = set(running)
         if self.image is None and action not in ("model", "normalize"):
             return "no image: choose an image to segment first"
         if "propagate" in running:
             then = ", then click again" if action == "prompt" else ""
             return f"propagation is running: wait for it or press Cancel{then}"
-        if action == "propagate" and (self.pending or running & {"encode", "model"}):
-            return "wait until the pending clicks are applied, then propagate"
+        if action in ("propagate", "other mask") and (self.pending or running & {"encode", "model"}):
+            then = "propagate" if action == "propagate" else "ask for another mask"
+            return f"wait until the pending clicks are applied, then {then}"
         if action in ("precompute", "embeddings", "model") and running & {"precompute", "embeddings"}:
             return "wait for the running job to finish (or Cancel it)"
         if action in ("precompute", "embeddings") and not self.has_model:
@@ -248,6 +250,13 @@ class Interaction:
             return self._update(None, "the last waiting click was removed")
         change = self.session.undo() if self.session is not None else None
         return self._update(change, "nothing to undo" if change is None else f"undone (object {change.label})")
+
+    def other_mask(self) -> Update:
+        """Show the model's next mask for the current object's first click on its slice (whole, part, sub-part;
+        cycling; Undo goes back). Raises ``PromptError`` when the last prompt is not such a click."""
+        change = self.ensure_session().other_mask()
+        return self._update(change, f"object {change.label}: another mask for the click on slice {change.slices[0]} "
+                                    "(again for the next; Undo goes back)")
 
     def next_object(self) -> Update:
         """Start a new object (a fresh label id, unused in the labels; kept while the current object is empty)."""

@@ -43,13 +43,15 @@ class Prediction:
     next ``mask_input`` on this slice: channel 0 the mask logits, any further
     channels the variant's memory of this round (SAM-REF: its error map; see
     :func:`mask_channel` for passing a mask to *another* slice); ``iou``: the
-    model's IoU estimate of the chosen mask.
+    model's IoU estimate of the chosen mask; ``candidates``: how many masks the
+    model proposed (3 for a lone click on SAM's decoder, else 1).
     """
 
     mask: np.ndarray
     logits: np.ndarray
     low_res: torch.Tensor
     iou: float
+    candidates: int = 1
 
 
 class Prefetch:
@@ -226,13 +228,15 @@ class Predictor:
     # -- cheap verb ------------------------------------------------------------------------------------
     def decode(self, features: dict, prompts: SlicePrompts, original_size: tuple[int, int],
                mask_input: torch.Tensor | None = None, multimask: bool | None = None,
-               aspect: float = 1.0) -> Prediction:
+               aspect: float = 1.0, candidate: int = 0) -> Prediction:
         """Decode one slice's prompts against its cached ``features``.
 
         ``mask_input``: previous low-res logits (1, 1, L, L) or ``None``.
         ``multimask=None`` asks for three masks only for a single point with no
         box and no previous mask, as SAM does; which one is kept, the backbone's
         ``first_click_margin`` says (:func:`~pge_sam.models.base.first_click_choice`).
+        ``candidate``: keep another of those masks instead: 0 the one chosen so,
+        then the others by predicted IoU, cycling.
         """
         if multimask is None:
             multimask = len(prompts.points) == 1 and prompts.box is None and mask_input is None
@@ -243,8 +247,12 @@ class Predictor:
                 mask_input = mask_input.to(self.device, torch.float32)
             batch = to_batch(prompts, transform, mask_input, self.device)
             low_res, iou, *memory = self.model.decode(feats, batch, multimask)
-            best = int(first_click_choice(iou, low_res, self.model.spec.first_click_margin,
-                                          self.model.sam.mask_threshold)[0]) if multimask else 0
+            order = [0]
+            if multimask and low_res.shape[1] > 1:
+                first = int(first_click_choice(iou, low_res, self.model.spec.first_click_margin,
+                                               self.model.sam.mask_threshold)[0])
+                order = [first] + [int(i) for i in torch.argsort(iou[0], descending=True) if int(i) != first]
+            best = order[candidate % len(order)]
             low_res = low_res[:, best : best + 1]
             logits = self.model.sam.postprocess_masks(low_res, transform.input_size, transform.square_size)
             if transform.square_size != tuple(original_size):
@@ -256,7 +264,7 @@ class Predictor:
             if memory:  # a variant's per-slice memory rides along as further channels (SAM-REF: its error map)
                 feed = torch.cat([feed, memory[0].float()], 1)
         logits_np = logits[0, 0].float().cpu().numpy()
-        return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, feed, float(iou[0, best]))
+        return Prediction(logits_np > self.model.sam.mask_threshold, logits_np, feed, float(iou[0, best]), len(order))
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

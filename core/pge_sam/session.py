@@ -159,6 +159,32 @@ class Session:
         self._prefetch_around(axis, index)
         return self._change(obj.label, axis, [edit], t0)
 
+    def other_mask(self) -> Change:
+        """Show the next of the masks the model proposed for the current object's last click (whole, part,
+        sub-part: the model's choice first, then by its IoU estimate, cycling). Only for a click that was its
+        slice's only prompt, with no mask there before; undoable like a click."""
+        t0, obj = time.perf_counter(), self._obj
+        steps = [s for s in reversed(self.state.undo) if s.label == obj.label]
+        chosen = next((i for i, s in enumerate(steps) if s.kind != "other mask"), len(steps))
+        click = steps[chosen] if chosen < len(steps) else None
+        edit = click.edits[0] if click is not None and click.kind == "point" else None
+        key = None if edit is None else (edit.axis, edit.index)
+        prompts = obj.prompts.get(key) if key is not None else None
+        if edit is None or edit.prompts_before is not None or edit.logits_before is not None or prompts is None \
+                or prompts.box is not None or len(prompts.points) != 1 or not prompts.points[0].positive:
+            raise PromptError("'other mask' needs a first positive click on a slice as the object's last prompt; "
+                              "click once on an empty slice, then ask for another mask")
+        u8, aspect = self.slice_u8(key[1], key[0]), self.aspect(key[0])
+        feats = self.predictor.features(u8, key[0], key[1], self.disk, aspect)
+        pred = self.predictor.decode(feats, prompts, slice_shape(self.shape, key[0]), aspect=aspect,
+                                     candidate=chosen + 1)
+        if pred.candidates < 2:
+            raise PromptError(f"{self.predictor.model.name} proposes one mask per click: there is no other to show")
+        edit = self._record(obj, key[0], key[1], pred.mask, self.overwrite)
+        self._set_logits(obj, key, pred.low_res)
+        self.state.undo.append(UndoStep(obj.label, "other mask", [edit]))
+        return self._change(obj.label, key[0], [edit], t0)
+
     # -- object verbs ----------------------------------------------------------------------------------------
     def undo(self) -> Change | None:
         """Undo the last prompt, box, propagation or reset (its voxels and its prompts); ``None`` if nothing to undo.

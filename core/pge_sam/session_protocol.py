@@ -87,6 +87,10 @@ class SessionLike(Protocol):
     def add_box(self, corner_a, corner_b, axis: int | None = None) -> Change:
         """Box from two opposite corners on one slice; parts outside the image are clipped in-plane."""
 
+    def other_mask(self) -> Change:
+        """The model's next mask for the object's last click, when it was a first lone positive click on its slice
+        (cycling; undoable); else :class:`~pge_sam.errors.PromptError`."""
+
     def undo(self) -> Change | None:
         """Undo the last step; back to the object it edited when the current one has no prompt yet."""
 
