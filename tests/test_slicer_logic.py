@@ -246,6 +246,24 @@ def test_the_module_panel_drives_clicks_propagate_undo_clear_and_next_segment(lo
     assert not sf.scene().errors
 
 
+def test_other_mask_rewrites_the_clicked_slice_of_the_segment_and_undo_goes_back(load, monkeypatch):
+    widget, p = module_widget(load, monkeypatch)
+    assert widget.ui.otherMaskButton.enabled
+    click_in_view(widget, True, CENTRE_KJI)
+    grown = p.segmentation.segment("PGE-SAM 1").copy()
+    widget.onOtherMask()
+    other = p.segmentation.segment("PGE-SAM 1")
+    assert 0 < other.sum() < grown.sum() and not (other & ~grown.astype(bool)).any()  # the fake: eroded
+    np.testing.assert_array_equal(other, widget.logic.interaction.labels == 1)
+    assert p.includePoints.GetNumberOfControlPoints() == 1  # the click stays
+    widget.onUndo()
+    np.testing.assert_array_equal(p.segmentation.segment("PGE-SAM 1"), grown)
+    click_in_view(widget, False, (6, 24, 40))  # a second prompt on the slice: no other mask to show
+    with pytest.raises(Exception, match="first positive click"):
+        widget.logic.otherMask()
+    assert not sf.scene().errors
+
+
 def test_a_point_off_every_slice_view_is_refused_and_removed(load, monkeypatch):
     widget, p = module_widget(load, monkeypatch)
     click_in_view(widget, True, CENTRE_KJI)

@@ -102,6 +102,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.propagateButton.connect("clicked(bool)", self.onPropagate)
         self.ui.nextSegmentButton.connect("clicked(bool)", self.onNextSegment)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
+        self.ui.otherMaskButton.connect("clicked(bool)", self.onOtherMask)
         self.ui.clearButton.connect("clicked(bool)", self.onClear)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.saveEmbeddingsButton.connect("clicked(bool)", self.onSaveEmbeddings)
@@ -166,7 +167,7 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.endSession()  # inputs, model or device changed: the next prompt starts afresh
         ready = bool(p.inputVolume and p.segmentation)
         for button in (self.ui.precomputeButton, self.ui.propagateButton, self.ui.nextSegmentButton,
-                       self.ui.undoButton, self.ui.clearButton, self.ui.saveEmbeddingsButton,
+                       self.ui.undoButton, self.ui.otherMaskButton, self.ui.clearButton, self.ui.saveEmbeddingsButton,
                        self.ui.loadEmbeddingsButton):
             button.enabled = ready and self._progress is None
         self.ui.downloadWeightsButton.enabled = self._progress is None and self._weightsStatus()[1]
@@ -312,6 +313,13 @@ class PGESAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Undo failed.")):
             self.logic.undo()  # the point lists then show the session's prompts again
+
+    def onOtherMask(self):
+        """Show the model's next mask for the first click on a slice (whole, part, sub-part; Undo goes back)."""
+        if self._busy():
+            return
+        with slicer.util.tryWithErrorDisplay(_("No other mask.")):
+            self.logic.otherMask()
 
     def onClear(self):
         if self._busy():

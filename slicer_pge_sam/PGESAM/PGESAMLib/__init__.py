@@ -37,6 +37,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("I", "place include points", "placeIncludePoints"),
     Shortcut("E", "place exclude points", "placeExcludePoints"),
     Shortcut("Ctrl+Z", "undo the last prompt", "onUndo"),
+    Shortcut("M", "another mask for a first click", "onOtherMask"),
     Shortcut("N", "next segment", "onNextSegment"),
     Shortcut("P", "propagate", "onPropagate"),
 )

@@ -136,6 +136,7 @@ class PGESAMLogic(ScriptedLoadableModuleLogic):
         return self._run(lambda: getattr(self._session(), verb)(*args)).change
 
     undo = partialmethod(_edit, "undo")  # the last prompt, propagation or clear
+    otherMask = partialmethod(_edit, "other_mask")  # the model's next mask for a first click (whole, part, ...)
     clear = partialmethod(_edit, "clear")  # the current object's prompts and voxels go (undoable)
     propagate = partialmethod(_edit, "propagate")  # (progress=None) along the session axis; a cancel keeps what is done
 
