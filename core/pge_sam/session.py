@@ -173,7 +173,7 @@ class Session:
         if edit is None or edit.prompts_before is not None or edit.logits_before is not None or prompts is None \
                 or prompts.box is not None or len(prompts.points) != 1 or not prompts.points[0].positive:
             raise PromptError("'other mask' needs a first positive click on a slice as the object's last prompt; "
-                              "click once on an empty slice, then ask for another mask")
+                              "click once on a slice where this object has no prompt yet, then ask again")
         u8, aspect = self.slice_u8(key[1], key[0]), self.aspect(key[0])
         feats = self.predictor.features(u8, key[0], key[1], self.disk, aspect)
         pred = self.predictor.decode(feats, prompts, slice_shape(self.shape, key[0]), aspect=aspect,

@@ -57,7 +57,8 @@ def first_click_choice(iou: torch.Tensor, logits: torch.Tensor, margin: float = 
     """Which of the M masks a lone click keeps, per prompt set: (T,) indices from ``iou`` (T, M) and ``logits``
     (T, M, H, W). ``margin`` 0: the best-scored mask (SAM's rule). ``margin`` > 0: the smallest non-empty mask
     scored within ``margin`` of the best, the most specific object the click may mean (the best-scored when
-    every such mask is empty). Sets the backbone's ``first_click_margin``; ``threshold``: the mask threshold."""
+    every such mask is empty). Callers pass the backbone's ``first_click_margin``; ``threshold``: the mask
+    threshold."""
     best = iou.argmax(1)
     if margin <= 0:
         return best
