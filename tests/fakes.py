@@ -34,7 +34,7 @@ from pge_sam.progress import ensure
 from pge_sam.prompts import Box, Point, SlicePrompts
 from pge_sam.propagate import PropagationConfig, walk
 from pge_sam.session_protocol import Change, PromptMark
-from pge_sam.session_state import ObjectState, prompt_marks
+from pge_sam.session_state import ObjectState, UndoStep, lone_click, prompt_marks
 from pge_sam.validate import check_image, check_labels, check_spacing
 
 
@@ -60,7 +60,7 @@ class FakeSession:
         self._axis = 0 if self.is2d else check_axis(axis)
         self._label = int(self.labels.max()) + 1
         self._objects = {self._label: ObjectState(self._label)}
-        self._undo: list[tuple[int, list[edits.SliceEdit], str]] = []  # (label, edits, kind)
+        self._undo: list[UndoStep] = []
 
     @classmethod
     def factory(cls, **options) -> functools.partial:
@@ -102,32 +102,28 @@ class FakeSession:
         mask = self._grow(self._u8(axis, index), prompts)
         edit = self._write(axis, index, mask, self.overwrite)
         self._objects[self._label].prompts[(axis, index)] = prompts
-        self._undo.append((self._label, [edit], "prompt"))
+        self._undo.append(UndoStep(self._label, "box" if prompts.box is not None else "point", [edit]))
         return self._change(self._label, axis, [edit])
 
     def other_mask(self) -> Change:
-        """The core's rule for which click qualifies; the proposals are the grown region eroded 0, 1, 2 times."""
+        """The core's rule for which click qualifies (``lone_click``); the proposals: the grown region eroded 0, 1,
+        2 times."""
         self.calls.append(("other_mask",))
-        steps = [(e, kind) for label, e, kind in reversed(self._undo) if label == self._label]
-        shown = next((i for i, (_, kind) in enumerate(steps) if kind != "other mask"), len(steps))
-        edit = steps[shown][0][0] if shown < len(steps) and steps[shown][1] == "prompt" else None
-        prompts = None if edit is None else self._objects[self._label].prompts.get((edit.axis, edit.index))
-        if edit is None or edit.prompts_before is not None or prompts is None or prompts.box is not None \
-                or len(prompts.points) != 1 or not prompts.points[0].positive:
-            raise PromptError("'other mask' needs a first positive click on a slice as the object's last prompt")
-        mask = self._grow(self._u8(edit.axis, edit.index), prompts)
+        (axis, index), prompts, shown = lone_click(self._undo, self._objects[self._label])
+        mask = self._grow(self._u8(axis, index), prompts)
         erosions = (shown + 1) % 3
         mask = ndimage.binary_erosion(mask, iterations=erosions) if erosions else mask
-        step = [self._write(edit.axis, edit.index, mask, self.overwrite)]
-        self._undo.append((self._label, step, "other mask"))
-        return self._change(self._label, edit.axis, step)
+        step = [self._write(axis, index, mask, self.overwrite)]
+        self._undo.append(UndoStep(self._label, "other mask", step))
+        return self._change(self._label, axis, step)
 
     # -- object verbs --------------------------------------------------------------------------------------------
     def undo(self) -> Change | None:
         self.calls.append(("undo",))
         if not self._undo:
             return None
-        label, step, _ = self._undo.pop()
+        popped = self._undo.pop()
+        label, step = popped.label, popped.edits
         obj = self._objects.setdefault(label, ObjectState(label))
         for edit in reversed(step):
             edits.revert(self._view(edit.axis, edit.index), edit)
@@ -149,7 +145,7 @@ class FakeSession:
         step += [edits.SliceEdit(ax, i, None, None, None, None, p, None) for (ax, i), p in obj.prompts.items()
                  if ax != axis]
         obj.prompts.clear()
-        self._undo.append((self._label, step, "reset"))
+        self._undo.append(UndoStep(self._label, "reset", step))
         return self._change(self._label, axis, step)
 
     def next_object(self) -> int:
@@ -165,7 +161,7 @@ class FakeSession:
 
     def commit_object(self) -> int:
         self.calls.append(("commit_object",))
-        self._undo = [entry for entry in self._undo if entry[0] != self._label]
+        self._undo = [entry for entry in self._undo if entry.label != self._label]
         self._objects[self._label].prompts.clear()
         return self.next_object()
 
@@ -202,7 +198,7 @@ class FakeSession:
             raise InputError("this propagation was planned by another session; propagate again")
         for edit in plan.edits:
             edits.apply(self._view(edit.axis, edit.index), edit)
-        self._undo.append((plan.label, plan.edits, "propagate"))
+        self._undo.append(UndoStep(plan.label, "propagate", plan.edits))
         change = self._change(plan.label, plan.axis, plan.edits)
         change.cancelled, change.notes = plan.cancelled, tuple(plan.notes)
         return change

@@ -37,7 +37,8 @@ from .progress import Progress, ensure
 from .prompts import Box, Point, SlicePrompts
 from .propagate import PropagationConfig, content_rules, content_stop, prompts_from_mask, walk
 from .session_protocol import Change, PromptMark
-from .session_state import ObjectState, PropagationPlan, SessionState, UndoStep, prompt_marks, unused_label
+from .session_state import (ObjectState, PropagationPlan, SessionState, UndoStep, lone_click, prompt_marks,
+                            unused_label)
 from .validate import check_image, check_labels, check_spacing
 
 __all__ = ["Change", "PromptMark", "PropagationPlan", "Session"]
@@ -164,20 +165,11 @@ class Session:
         sub-part: the model's choice first, then by its IoU estimate, cycling). Only for a click that was its
         slice's only prompt, with no mask there before; undoable like a click."""
         t0, obj = time.perf_counter(), self._obj
-        steps = [s for s in reversed(self.state.undo) if s.label == obj.label]
-        chosen = next((i for i, s in enumerate(steps) if s.kind != "other mask"), len(steps))
-        click = steps[chosen] if chosen < len(steps) else None
-        edit = click.edits[0] if click is not None and click.kind == "point" else None
-        key = None if edit is None else (edit.axis, edit.index)
-        prompts = obj.prompts.get(key) if key is not None else None
-        if edit is None or edit.prompts_before is not None or edit.logits_before is not None or prompts is None \
-                or prompts.box is not None or len(prompts.points) != 1 or not prompts.points[0].positive:
-            raise PromptError("'other mask' needs a first positive click on a slice as the object's last prompt; "
-                              "click once on a slice where this object has no prompt yet, then ask again")
+        key, prompts, shown = lone_click(self.state.undo, obj)
         u8, aspect = self.slice_u8(key[1], key[0]), self.aspect(key[0])
         feats = self.predictor.features(u8, key[0], key[1], self.disk, aspect)
         pred = self.predictor.decode(feats, prompts, slice_shape(self.shape, key[0]), aspect=aspect,
-                                     candidate=chosen + 1)
+                                     candidate=shown + 1)
         if pred.candidates < 2:
             raise PromptError(f"{self.predictor.model.name} proposes one mask per click: there is no other to show")
         edit = self._record(obj, key[0], key[1], pred.mask, self.overwrite)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import edits
-from .errors import InputError
+from .errors import InputError, PromptError
 from .geometry import from_slice
 from .prompts import SlicePrompts
 from .session_protocol import PromptMark
@@ -96,3 +96,19 @@ def unused_label(labels: np.ndarray, objects: dict[int, ObjectState], next_label
         raise InputError(f"every label id of the buffer's dtype {labels.dtype} is in use; "
                          "use a wider integer type (e.g. numpy.uint32)")
     return int(free[0])
+
+
+def lone_click(undo: list[UndoStep], obj: ObjectState) -> tuple[tuple[int, int], SlicePrompts, int]:
+    """What 'other mask' re-answers: ``(key, prompts, shown)`` of ``obj``'s last click, ``shown`` the other masks
+    shown for it since. Only a first positive point on its slice (no prompt or mask there before); else
+    :class:`~pge_sam.errors.PromptError` saying what to do."""
+    steps = [s for s in reversed(undo) if s.label == obj.label]
+    shown = next((i for i, s in enumerate(steps) if s.kind != "other mask"), len(steps))
+    edit = steps[shown].edits[0] if shown < len(steps) and steps[shown].kind == "point" else None
+    key = None if edit is None else (edit.axis, edit.index)
+    prompts = obj.prompts.get(key) if key is not None else None
+    if edit is None or edit.prompts_before is not None or edit.logits_before is not None or prompts is None \
+            or prompts.box is not None or len(prompts.points) != 1 or not prompts.points[0].positive:
+        raise PromptError("'other mask' needs a first positive click on a slice as the object's last prompt; "
+                          "click once on a slice where this object has no prompt yet, then ask again")
+    return key, prompts, shown
